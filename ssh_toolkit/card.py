@@ -1,0 +1,401 @@
+"""The model card: everything model-specific, loaded from ``pipelines/<model>.yaml`` and validated.
+
+Nothing else in the toolkit hard-codes a model constant; it takes a :class:`ModelCard`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import CardError
+
+PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+DEFAULT_CARD = PIPELINES_DIR / "ssh-mxnet.yaml"
+PRECISIONS = ("FP32", "FP16")
+OUTPUT_KINDS = ("scores", "deltas")
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    archive: str
+    size: int
+    sha256: str
+    urls: tuple[str, ...]
+    mirrors: tuple[str, ...]
+    prefix: str
+    epoch: int
+
+    @property
+    def symbol_file(self) -> str:
+        return f"{self.prefix}-symbol.json"
+
+    @property
+    def params_file(self) -> str:
+        # Model Optimizer finds the symbol file from this naming convention.
+        return f"{self.prefix}-{self.epoch:04d}.params"
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.urls + self.mirrors
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    size: int
+    layout: str
+
+    def shape(self, size: int | None = None) -> tuple[int, int, int, int]:
+        s = size or self.size
+        return (1, 3, s, s)
+
+
+@dataclass(frozen=True)
+class SidePreprocess:
+    """What one backend expects after the shared uint8 BGR resize."""
+
+    channel_order: str  # "RGB" or "BGR"
+    mean: tuple[float, float, float]  # in the channel order above
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    kind: str  # "scores" or "deltas"
+    stride: int
+
+
+@dataclass(frozen=True)
+class AnchorSpec:
+    base_size: int
+    ratios: tuple[float, ...]
+    scales: Mapping[int, tuple[float, ...]]  # stride -> scales, in the order anchors are laid out
+
+    @property
+    def per_position(self) -> int:
+        counts = {len(s) * len(self.ratios) for s in self.scales.values()}
+        return counts.pop()
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Parameters of the Open Model Zoo Accuracy Checker protocol (spec §3-§5)."""
+
+    name: str
+    keep_top_k: int
+    nms_threshold: float
+    include_boundaries: bool
+    round_policy: str
+    clip_annotation: float
+    height_range: tuple[float, float]
+    filter_empty: bool
+    overlap_threshold: float
+    ignore_difficult: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    min_cosine: float
+
+
+@dataclass(frozen=True)
+class Gates:
+    map_vs_baseline_atol: float
+    map_vs_reference_atol: float
+    ir_vs_mxnet_drop: Mapping[str, float]
+    min_box_match_rate: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    path: Path
+    name: str
+    title: str
+    reference_map: float
+    reference_dataset: str
+    reference_params: int
+    reference_gflops: float
+    checkpoint: CheckpointSpec
+    input: InputSpec
+    resize_interpolation: str
+    preprocess: Mapping[str, SidePreprocess]  # "mxnet", "ir"
+    precisions: tuple[str, ...]
+    mo_args: tuple[str, ...]
+    outputs: tuple[OutputSpec, ...]
+    anchors: AnchorSpec
+    protocol: Protocol
+    tolerances: Mapping[str, Mapping[str, Tolerance]] = field(repr=False)
+    gates: Gates = field(repr=False)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Strides in the order the decoder concatenates them (the card's output order)."""
+        seen: list[int] = []
+        for o in self.outputs:
+            if o.stride not in seen:
+                seen.append(o.stride)
+        return tuple(seen)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.outputs)
+
+    def output(self, kind: str, stride: int) -> OutputSpec:
+        for o in self.outputs:
+            if o.kind == kind and o.stride == stride:
+                return o
+        raise CardError(f"{self.path}: no output of kind {kind!r} at stride {stride}")
+
+    def tolerance(self, precision: str, output_name: str) -> Tolerance:
+        """Tolerance for one output: by name, then by kind, then the precision's default."""
+        table = self.tolerances.get(precision)
+        if table is None:
+            raise CardError(f"{self.path}: 'tolerances' has no entry for precision {precision!r}")
+        kind = next((o.kind for o in self.outputs if o.name == output_name), None)
+        for key in (output_name, kind, "default"):
+            if key in table:
+                return table[key]
+        raise CardError(f"{self.path}: 'tolerances.{precision}' covers neither {output_name!r} nor a default")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Validation: a tiny typed reader so every error names the file, the key and what is wrong.
+
+
+class _Reader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, what: str) -> CardError:
+        return CardError(f"{self.path}: key '{key}': {what}")
+
+    def get(self, node: Mapping[str, Any], key: str, prefix: str = "") -> Any:
+        full = f"{prefix}{key}"
+        if not isinstance(node, Mapping):
+            raise self.fail(prefix.rstrip("."), f"expected a mapping, got {type(node).__name__}")
+        if key not in node:
+            raise self.fail(full, "missing")
+        return node[key]
+
+    def str_(self, node: Mapping[str, Any], key: str, prefix: str = "") -> str:
+        v = self.get(node, key, prefix)
+        if not isinstance(v, str) or not v:
+            raise self.fail(f"{prefix}{key}", f"expected a non-empty string, got {v!r}")
+        return v
+
+    def num(self, node: Mapping[str, Any], key: str, prefix: str = "", *, integer: bool = False,
+            minimum: float | None = None) -> Any:
+        v = self.get(node, key, prefix)
+        ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok:
+            raise self.fail(f"{prefix}{key}", f"expected {'an integer' if integer else 'a number'}, got {v!r}")
+        if minimum is not None and v < minimum:
+            raise self.fail(f"{prefix}{key}", f"must be >= {minimum}, got {v!r}")
+        return v
+
+    def bool_(self, node: Mapping[str, Any], key: str, prefix: str = "") -> bool:
+        v = self.get(node, key, prefix)
+        if not isinstance(v, bool):
+            raise self.fail(f"{prefix}{key}", f"expected true or false, got {v!r}")
+        return v
+
+    def list_(self, node: Mapping[str, Any], key: str, prefix: str = "", *, item: type | tuple = str,
+              length: int | None = None, allow_empty: bool = False) -> tuple:
+        v = self.get(node, key, prefix)
+        if not isinstance(v, list):
+            raise self.fail(f"{prefix}{key}", f"expected a list, got {v!r}")
+        if not v and not allow_empty:
+            raise self.fail(f"{prefix}{key}", "must not be empty")
+        if length is not None and len(v) != length:
+            raise self.fail(f"{prefix}{key}", f"expected {length} items, got {len(v)}")
+        for x in v:
+            if isinstance(x, bool) or not isinstance(x, item):
+                raise self.fail(f"{prefix}{key}", f"item {x!r} has the wrong type")
+        return tuple(v)
+
+
+def _tolerance(r: _Reader, node: Any, prefix: str) -> Tolerance:
+    t = Tolerance(
+        atol=float(r.num(node, "atol", prefix, minimum=0)),
+        rtol=float(r.num(node, "rtol", prefix, minimum=0)),
+        min_cosine=float(r.num(node, "min_cosine", prefix, minimum=-1)),
+    )
+    return t
+
+
+def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
+    """Read and validate a pipeline file. Raises CardError naming the file and the key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CardError(f"{path}: pipeline file not found") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise CardError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise CardError(f"{path}: expected a mapping at the top level")
+    r = _Reader(path)
+
+    ref = r.get(data, "reference")
+    ck = r.get(data, "checkpoint")
+    sha = r.str_(ck, "sha256", "checkpoint.")
+    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise r.fail("checkpoint.sha256", f"expected 64 lowercase hex characters, got {sha!r}")
+    checkpoint = CheckpointSpec(
+        archive=r.str_(ck, "archive", "checkpoint."),
+        size=r.num(ck, "size", "checkpoint.", integer=True, minimum=1),
+        sha256=sha,
+        urls=r.list_(ck, "urls", "checkpoint.", allow_empty=True),
+        mirrors=r.list_(ck, "mirrors", "checkpoint.", allow_empty=True),
+        prefix=r.str_(ck, "prefix", "checkpoint."),
+        epoch=r.num(ck, "epoch", "checkpoint.", integer=True, minimum=0),
+    )
+
+    inp = r.get(data, "input")
+    layout = r.str_(inp, "layout", "input.")
+    if layout != "NCHW":
+        raise r.fail("input.layout", f"only NCHW is supported, got {layout!r}")
+    input_spec = InputSpec(
+        name=r.str_(inp, "name", "input."),
+        size=r.num(inp, "size", "input.", integer=True, minimum=32),
+        layout=layout,
+    )
+
+    pre = r.get(data, "preprocess")
+    resize = r.get(pre, "resize", "preprocess.")
+    interp = r.str_(resize, "interpolation", "preprocess.resize.")
+    if interp != "linear":
+        raise r.fail("preprocess.resize.interpolation", f"only 'linear' is implemented, got {interp!r}")
+    if r.bool_(resize, "keep_aspect_ratio", "preprocess.resize."):
+        raise r.fail("preprocess.resize.keep_aspect_ratio", "only false (stretch) is implemented")
+    sides = {}
+    for side in ("mxnet", "ir"):
+        node = r.get(pre, side, "preprocess.")
+        order = r.str_(node, "channel_order", f"preprocess.{side}.")
+        if order not in ("RGB", "BGR"):
+            raise r.fail(f"preprocess.{side}.channel_order", f"expected RGB or BGR, got {order!r}")
+        mean = r.list_(node, "mean", f"preprocess.{side}.", item=(int, float), length=3)
+        sides[side] = SidePreprocess(order, tuple(float(m) for m in mean))
+
+    conv = r.get(data, "convert")
+    precisions = r.list_(conv, "precisions", "convert.")
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise r.fail("convert.precisions", f"unknown precision {p!r}; expected one of {PRECISIONS}")
+    mo_args = r.list_(conv, "model_optimizer_args", "convert.", allow_empty=True)
+    for a in mo_args:
+        if a.startswith(("--input_shape", "--compress_to_fp16", "--output_dir", "--input_model")):
+            raise r.fail("convert.model_optimizer_args", f"{a.split('=')[0]} is set by the toolkit, remove it")
+
+    outs = []
+    for i, o in enumerate(r.list_(data, "outputs", item=dict)):
+        p = f"outputs[{i}]."
+        kind = r.str_(o, "kind", p)
+        if kind not in OUTPUT_KINDS:
+            raise r.fail(f"{p}kind", f"expected one of {OUTPUT_KINDS}, got {kind!r}")
+        outs.append(OutputSpec(r.str_(o, "name", p), kind, r.num(o, "stride", p, integer=True, minimum=1)))
+    names = [o.name for o in outs]
+    if len(set(names)) != len(names):
+        raise r.fail("outputs", "output names must be unique")
+
+    an = r.get(data, "anchors")
+    scales_node = r.get(an, "scales", "anchors.")
+    if not isinstance(scales_node, dict):
+        raise r.fail("anchors.scales", "expected a mapping stride -> list of scales")
+    scales = {}
+    for stride, sc in scales_node.items():
+        scales[int(stride)] = r.list_(scales_node, stride, "anchors.scales.", item=(int, float))
+    anchors = AnchorSpec(
+        base_size=r.num(an, "base_size", "anchors.", integer=True, minimum=1),
+        ratios=tuple(float(x) for x in r.list_(an, "ratios", "anchors.", item=(int, float))),
+        scales=scales,
+    )
+    if len({len(s) for s in scales.values()}) != 1:
+        raise r.fail("anchors.scales", "every stride needs the same number of scales")
+    for o in outs:
+        if o.stride not in scales:
+            raise r.fail("anchors.scales", f"no anchors for stride {o.stride} (output {o.name})")
+    for s in scales:
+        for kind in OUTPUT_KINDS:
+            if not any(o.stride == s and o.kind == kind for o in outs):
+                raise r.fail("outputs", f"stride {s} has no output of kind {kind!r}")
+
+    pr = r.get(data, "protocol")
+    hr = r.list_(pr, "height_range", "protocol.", item=(int, float), length=2)
+    rp = r.str_(pr, "round_policy", "protocol.")
+    if rp != "nearest":
+        raise r.fail("protocol.round_policy", f"only 'nearest' (np.rint) is implemented, got {rp!r}")
+    protocol = Protocol(
+        name=r.str_(pr, "name", "protocol."),
+        keep_top_k=r.num(pr, "keep_top_k", "protocol.", integer=True, minimum=1),
+        nms_threshold=float(r.num(pr, "nms_threshold", "protocol.", minimum=0)),
+        include_boundaries=r.bool_(pr, "include_boundaries", "protocol."),
+        round_policy=rp,
+        clip_annotation=float(r.num(pr, "clip_annotation", "protocol.", minimum=1)),
+        height_range=(float(hr[0]), float(hr[1])),
+        filter_empty=r.bool_(pr, "filter_empty", "protocol."),
+        overlap_threshold=float(r.num(pr, "overlap_threshold", "protocol.", minimum=0)),
+        ignore_difficult=r.bool_(pr, "ignore_difficult", "protocol."),
+    )
+
+    tol_node = r.get(data, "tolerances")
+    tolerances: dict[str, dict[str, Tolerance]] = {}
+    for prec in precisions:
+        table = r.get(tol_node, prec, "tolerances.")
+        if not isinstance(table, dict) or not table:
+            raise r.fail(f"tolerances.{prec}", "expected a mapping of output name/kind/default -> tolerance")
+        for key in table:
+            if key != "default" and key not in OUTPUT_KINDS and key not in names:
+                raise r.fail(f"tolerances.{prec}.{key}", "is neither 'default', an output kind nor an output name")
+        tolerances[prec] = {k: _tolerance(r, v, f"tolerances.{prec}.{k}.") for k, v in table.items()}
+        for o in outs:
+            if not ({o.name, o.kind, "default"} & set(table)):
+                raise r.fail(f"tolerances.{prec}", f"no tolerance covers output {o.name!r}")
+
+    g = r.get(data, "gates")
+
+    def per_precision(key: str) -> dict[str, float]:
+        node = r.get(g, key, "gates.")
+        return {p: float(r.num(node, p, f"gates.{key}.", minimum=0)) for p in precisions}
+
+    gates = Gates(
+        map_vs_baseline_atol=float(r.num(r.get(g, "map_vs_baseline", "gates."), "atol", "gates.map_vs_baseline.",
+                                         minimum=0)),
+        map_vs_reference_atol=float(r.num(r.get(g, "map_vs_reference", "gates."), "atol",
+                                          "gates.map_vs_reference.", minimum=0)),
+        ir_vs_mxnet_drop=per_precision("ir_vs_mxnet_drop"),
+        min_box_match_rate=per_precision("min_box_match_rate"),
+    )
+
+    return ModelCard(
+        path=path,
+        name=r.str_(data, "name"),
+        title=r.str_(data, "title"),
+        reference_map=float(r.num(ref, "map_percent", "reference.", minimum=0)),
+        reference_dataset=r.str_(ref, "dataset", "reference."),
+        reference_params=r.num(ref, "params", "reference.", integer=True, minimum=1),
+        reference_gflops=float(r.num(ref, "gflops", "reference.", minimum=0)),
+        checkpoint=checkpoint,
+        input=input_spec,
+        resize_interpolation=interp,
+        preprocess=sides,
+        precisions=precisions,
+        mo_args=mo_args,
+        outputs=tuple(outs),
+        anchors=anchors,
+        protocol=protocol,
+        tolerances=tolerances,
+        gates=gates,
+    )

@@ -1,0 +1,112 @@
+"""Where the toolkit keeps checkpoints, IRs, datasets and caches, and the Checkpoint record.
+
+Layout under the workspace root (default ``./workspace``, or ``$SSH_TOOLKIT_WORKSPACE``)::
+
+    downloads/<archive>(.part)           real checkpoint archive
+    checkpoints/<kind>/                  kind: real | standin | toy; <prefix>-symbol.json, <prefix>-0000.params,
+                                         checkpoint.json (the Checkpoint record)
+    ir/<kind>-<size>/<precision>/        <prefix>.xml/.bin + conversion.json
+    data/wider-sample/                   the generated WIDER-layout sample dataset
+    cache/predictions/<key>/             per-image cached raw results of evaluate
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import InputDataError
+
+CHECKPOINT_KINDS = ("real", "standin", "toy")
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("SSH_TOOLKIT_WORKSPACE", "workspace"))
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def default(cls) -> "Workspace":
+        return cls(default_root())
+
+    @property
+    def downloads(self) -> Path:
+        return self.root / "downloads"
+
+    def checkpoint_dir(self, kind: str) -> Path:
+        if kind not in CHECKPOINT_KINDS:
+            raise InputDataError(f"unknown checkpoint kind {kind!r}; expected one of {CHECKPOINT_KINDS}")
+        return self.root / "checkpoints" / kind
+
+    def ir_dir(self, kind: str, size: int, precision: str) -> Path:
+        return self.root / "ir" / f"{kind}-{size}" / precision
+
+    @property
+    def sample_data(self) -> Path:
+        return self.root / "data" / "wider-sample"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An MXNet checkpoint on disk. ``weights`` is "real" or "stand-in"; ``kind`` says which stand-in."""
+
+    directory: Path
+    prefix: str
+    epoch: int
+    kind: str  # real | standin | toy
+    params_sha256: str
+    seed: int | None = None
+
+    RECORD = "checkpoint.json"
+
+    @property
+    def weights(self) -> str:
+        return "real" if self.kind == "real" else "stand-in"
+
+    @property
+    def is_standin(self) -> bool:
+        return self.kind != "real"
+
+    @property
+    def symbol_path(self) -> Path:
+        return self.directory / f"{self.prefix}-symbol.json"
+
+    @property
+    def params_path(self) -> Path:
+        return self.directory / f"{self.prefix}-{self.epoch:04d}.params"
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("directory")
+        d["weights"] = self.weights
+        return d
+
+    def save(self) -> Path:
+        from .fileio import write_json
+
+        return write_json(self.directory / self.RECORD, self.to_json())
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Checkpoint":
+        directory = Path(directory)
+        rec = directory / cls.RECORD
+        if not rec.is_file():
+            raise InputDataError(f"{rec}: no checkpoint record; run 'ssh-toolkit download' or 'synthesize' first")
+        try:
+            d = json.loads(rec.read_text())
+            ck = cls(directory, d["prefix"], int(d["epoch"]), d["kind"], d["params_sha256"], d.get("seed"))
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputDataError(f"{rec}: corrupt checkpoint record ({e})") from None
+        for p in (ck.symbol_path, ck.params_path):
+            if not p.is_file():
+                raise InputDataError(f"{p}: missing; the checkpoint in {directory} is incomplete")
+        return ck
