@@ -1,0 +1,248 @@
+"""The ``ssh-toolkit`` command line: one thin function per command over the Python API.
+
+Errors the user can fix are ToolkitError subclasses; ``errors_to_exit`` is the one place that turns them into
+a one-line message on stderr and the exit code of ``errors.py``. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+
+from .errors import EXIT_CODES_HELP, ToolkitError, UsageError
+from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
+
+app = typer.Typer(
+    name="ssh-toolkit",
+    help="Convert the SSH (Single Stage Headless) MXNet face detector to OpenVINO IR and validate accuracy "
+         "and numeric parity under the Open Model Zoo protocol.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+Pipeline = Annotated[Path, typer.Option("--pipeline", "-p", help="Pipeline (model card) YAML file.",
+                                        show_default=True)]
+WorkspaceOpt = Annotated[Optional[Path], typer.Option(
+    "--workspace", "-w", help="Where checkpoints, IRs and caches live [default: $SSH_TOOLKIT_WORKSPACE or "
+                              "./workspace].")]
+WeightsOpt = Annotated[str, typer.Option(
+    "--weights", help="Which checkpoint: real (downloaded), standin (seeded SSH architecture), toy (toy "
+                      "detector), or auto = the first present of real, standin, toy.")]
+InputSize = Annotated[Optional[int], typer.Option(
+    "--input-size", help="Square network input size, a multiple of 32 [default: the card's, 640].")]
+Precisions = Annotated[Optional[list[str]], typer.Option(
+    "--precision", help="IR precision, repeatable [default: all in the card: FP32, FP16].")]
+
+
+def _default_pipeline() -> Path:
+    from .card import DEFAULT_CARD
+
+    return DEFAULT_CARD
+
+
+@contextlib.contextmanager
+def errors_to_exit() -> Iterator[None]:
+    try:
+        yield
+    except ToolkitError as e:
+        typer.echo(f"ssh-toolkit: error: {e}", err=True)
+        if e.detail:
+            typer.echo(e.detail, err=True)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("ssh-toolkit: interrupted; finished work is kept, run the same command again to resume",
+                   err=True)
+        raise typer.Exit(130) from None
+
+
+def _workspace(path: Optional[Path]) -> Workspace:
+    return Workspace(path) if path else Workspace.default()
+
+
+def _checkpoint(ws: Workspace, weights: str) -> Checkpoint:
+    if weights != "auto" and weights not in CHECKPOINT_KINDS:
+        raise UsageError(f"--weights must be auto or one of {', '.join(CHECKPOINT_KINDS)}, got {weights!r}")
+    kinds = CHECKPOINT_KINDS if weights == "auto" else (weights,)
+    for kind in kinds:
+        directory = ws.checkpoint_dir(kind)
+        if (directory / Checkpoint.RECORD).is_file():
+            ck = Checkpoint.load(directory)
+            typer.echo(f"checkpoint: {ck.kind} ({ck.weights} weights) in {directory}", err=True)
+            return ck
+    if weights == "auto":
+        raise UsageError(f"{ws.root}: no checkpoint; run 'ssh-toolkit download' (real weights) or "
+                         f"'ssh-toolkit synthesize' (stand-in) first")
+    hint = "ssh-toolkit download" if weights == "real" else f"ssh-toolkit synthesize --kind {weights}"
+    raise UsageError(f"{ws.checkpoint_dir(weights)}: no {weights} checkpoint; run '{hint}' first")
+
+
+def _card(path: Path):
+    from .card import load_card
+
+    return load_card(path)
+
+
+def _precisions(card, requested: Optional[list[str]]) -> tuple[str, ...]:
+    if not requested:
+        return card.precisions
+    bad = [p for p in requested if p.upper() not in card.precisions]
+    if bad:
+        raise UsageError(f"--precision {bad[0]} is not in the card's precisions {', '.join(card.precisions)}")
+    return tuple(dict.fromkeys(p.upper() for p in requested))
+
+
+def _run_dir(report_dir: Optional[Path], what: str) -> Path:
+    if report_dir:
+        return report_dir
+    return Path("reports") / "runs" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{what}"
+
+
+# ------------------------------------------------------------------------------------------------------------
+@app.command()
+def download(
+    archive: Annotated[Optional[Path], typer.Option(
+        "--archive", help="Import this ssh-model-final.zip instead of downloading (size and sha256 checked).")] = None,
+    from_dir: Annotated[Optional[Path], typer.Option(
+        "--from-dir", help="Import already-unpacked sshb-symbol.json + sshb-0000.params from this folder.")] = None,
+    mirror: Annotated[Optional[list[str]], typer.Option(
+        "--mirror", help="Extra URL to try before the card's sources; repeatable.")] = None,
+    retries: Annotated[int, typer.Option(help="Attempts per source for transient failures.")] = 3,
+    force: Annotated[bool, typer.Option(help="Download again even if the checkpoint is up to date.")] = False,
+    pipeline: Pipeline = _default_pipeline(),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Fetch the real MXNet checkpoint archive, verify size and sha256, unpack it into the workspace.
+
+    The original Dropbox link has been dead since 2021: supply the archive with --archive, the unpacked files
+    with --from-dir, or a mirror with --mirror (or checkpoint.mirrors in the pipeline file). A partial download
+    resumes from its .part file.
+    """
+    from .download import download_checkpoint
+
+    with errors_to_exit():
+        card = _card(pipeline)
+        ck = download_checkpoint(card, _workspace(workspace), archive=archive, from_dir=from_dir,
+                                 mirrors=tuple(mirror or ()), retries=retries, force=force)
+        typer.echo(f"checkpoint ready: {ck.directory} (params sha256 {ck.params_sha256})")
+
+
+@app.command()
+def synthesize(
+    kind: Annotated[str, typer.Option(help="standin: seeded weights with the exact SSH architecture (numeric "
+                                           "parity only); toy: a toy detector with the SSH input/output contract "
+                                           "that finds the faces of the generated sample dataset.")] = "standin",
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical params.")] = 0,
+    pipeline: Pipeline = _default_pipeline(),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write a generated stand-in checkpoint (the real weights cannot be fetched): recorded as a stand-in."""
+    with errors_to_exit():
+        card = _card(pipeline)
+        ws = _workspace(workspace)
+        if kind == "standin":
+            from .synthesize import synthesize_standin as make
+        elif kind == "toy":
+            from .toy import synthesize_toy as make
+        else:
+            raise UsageError(f"--kind must be standin or toy, got {kind!r}")
+        ck = make(card, ws.checkpoint_dir(kind), seed=seed)
+        typer.echo(f"{kind} checkpoint (stand-in weights, seed {seed}): {ck.symbol_path} + {ck.params_path.name}")
+
+
+@app.command()
+def convert(
+    weights: WeightsOpt = "auto",
+    precision: Precisions = None,
+    input_size: InputSize = None,
+    force: Annotated[bool, typer.Option(help="Convert even if the IR is up to date.")] = False,
+    pipeline: Pipeline = _default_pipeline(),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Run Model Optimizer with the card's arguments (--reverse_input_channels, --mean_values, ...) to FP32
+    and FP16 IRs. Skips an IR that is up to date for the same checkpoint, arguments and Model Optimizer."""
+    from .convert import convert as do_convert
+
+    with errors_to_exit():
+        card = _card(pipeline)
+        ws = _workspace(workspace)
+        ck = _checkpoint(ws, weights)
+        for p in _precisions(card, precision):
+            ir = do_convert(card, ck, ws, p, input_size, force=force)
+            how = "up to date, not converted again" if ir.reused else f"Model Optimizer {ir.seconds:.1f} s"
+            typer.echo(f"{p}: {ir.xml} ({how}; outputs {', '.join(ir.outputs)})")
+
+
+@app.command()
+def compare(
+    images: Annotated[Optional[Path], typer.Option(
+        "--images", help="Folder of images (searched recursively).")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="A WIDER-layout dataset; its first --limit images are used.")] = None,
+    limit: Annotated[int, typer.Option(help="Number of images.")] = 2,
+    weights: WeightsOpt = "auto",
+    precision: Precisions = None,
+    input_size: InputSize = None,
+    swap_channels: Annotated[bool, typer.Option(
+        "--swap-channels", help="Self-check: also feed the IR the wrong channel order and report how large the "
+                                "difference gets (it must fail: that is how channel-order bugs show).")] = False,
+    report_dir: Annotated[Optional[Path], typer.Option(
+        "--report-dir", help="Where to write the tables [default: reports/runs/<time>-compare].")] = None,
+    pipeline: Pipeline = _default_pipeline(),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Run MXNet and each IR on the same images, each with its own preprocessing, and compare every output.
+
+    Prints one PASS/FAIL line per output and precision with the smallest atol that would pass; writes the
+    tables (CSV, JSON, Markdown) to the report folder. Exit 1 when an output exceeds its tolerance.
+    """
+    from .convert import ConvertedModel
+    from .parity import list_images, run_parity
+    from .report import write_parity_report
+
+    with errors_to_exit():
+        card = _card(pipeline)
+        ws = _workspace(workspace)
+        ck = _checkpoint(ws, weights)
+        size = input_size or card.input.size
+        if (images is None) == (data_root is None):
+            raise UsageError("give exactly one of --images FOLDER or --data-root WIDER_ROOT")
+        if images is not None:
+            paths = list_images(images, limit)
+        else:
+            from .wider import open_wider
+
+            ds = open_wider(data_root)
+            paths = [ds.image_path(item) for item in ds.select(limit=limit)]
+        irs = [ConvertedModel.load(ws.ir_dir(ck.kind, size, p)) for p in _precisions(card, precision)]
+        run = run_parity(card, ck, irs, paths, swap_channels_check=swap_channels)
+        out = write_parity_report(_run_dir(report_dir, "compare"), card, ck, run)
+        for r in run.results:
+            for d in r.diffs:
+                typer.echo(f"[{r.test}] {d.verdict_line()}")
+        for r in run.self_check:
+            worst = max(r.diffs, key=lambda d: d.min_passing_atol)
+            verdict = "detected (FAIL as expected)" if not r else "NOT detected: the comparison is too loose"
+            typer.echo(f"[{r.test} fed RGB instead of BGR] self-check {verdict}: worst output {worst.name} "
+                       f"max_abs={worst.max_abs:.3e}, {worst.min_passing_atol / max(worst.tolerance.atol, 1e-30):.0f}x "
+                       f"its atol")
+        typer.echo(f"report: {out}")
+        if not run:
+            failed = [f"{r.test}: {', '.join(r.failed)}" for r in run.results if not r]
+            from .errors import GateFailure
+
+            raise GateFailure(f"parity failed for {'; '.join(failed)} (see {out})")
+
+
+def main() -> None:
+    app(prog_name="ssh-toolkit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

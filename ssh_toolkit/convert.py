@@ -1,0 +1,190 @@
+"""Model Optimizer conversion of an MXNet checkpoint to FP32/FP16 IR, with a record and an up-to-date check."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from .card import ModelCard
+from .errors import ConversionError, InputDataError
+from .fileio import atomic_dir, sha256_file, write_json
+from .outputs import canonical_name
+from .workspace import Checkpoint, Workspace
+
+RECORD = "conversion.json"
+
+
+@dataclass(frozen=True)
+class ConvertedModel:
+    """One IR on disk and how it was made."""
+
+    directory: Path
+    prefix: str
+    precision: str
+    input_size: int
+    checkpoint_kind: str
+    weights: str  # "real" | "stand-in"
+    command: tuple[str, ...]
+    mo_version: str
+    seconds: float
+    inputs: dict[str, list[int]]
+    outputs: dict[str, list[int]]
+    sha256: dict[str, str]
+    fingerprint: str
+    reused: bool = False  # True when convert() found it up to date (not saved in the record)
+
+    @property
+    def xml(self) -> Path:
+        return self.directory / f"{self.prefix}.xml"
+
+    @property
+    def bin(self) -> Path:
+        return self.directory / f"{self.prefix}.bin"
+
+    @property
+    def model_name(self) -> str:
+        return f"ir-{self.precision.lower()}"
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("directory")
+        d.pop("reused")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "ConvertedModel":
+        directory = Path(directory)
+        rec = directory / RECORD
+        try:
+            d = json.loads(rec.read_text())
+            d["command"] = tuple(d["command"])
+            return cls(directory=directory, **d)
+        except FileNotFoundError:
+            raise InputDataError(f"{rec}: no conversion record; run 'ssh-toolkit convert' first") from None
+        except (ValueError, TypeError, KeyError) as e:
+            raise InputDataError(f"{rec}: corrupt conversion record ({e})") from None
+
+
+def mo_version() -> str:
+    from openvino.runtime import get_version
+
+    return get_version()
+
+
+def mo_arguments(card: ModelCard, checkpoint: Checkpoint, precision: str, input_size: int) -> list[str]:
+    """Model Optimizer arguments, without the output directory (which is not part of the fingerprint)."""
+    shape = ",".join(str(d) for d in card.input.shape(input_size))
+    return [
+        f"--input_model={checkpoint.params_path}",
+        f"--input_shape=[{shape}]",
+        *card.mo_args,
+        f"--model_name={checkpoint.prefix}",
+        # 2023.3 compresses weights to FP16 by default; FP32 must say so explicitly.
+        f"--compress_to_fp16={precision == 'FP16'}",
+    ]
+
+
+def check_checkpoint_naming(checkpoint: Checkpoint) -> None:
+    """Model Optimizer finds the symbol file from ``<prefix>-<epoch:04d>.params``; check before calling it."""
+    if not checkpoint.params_path.is_file():
+        raise InputDataError(f"{checkpoint.params_path}: missing; Model Optimizer needs "
+                             f"'{checkpoint.prefix}-{checkpoint.epoch:04d}.params'")
+    if not checkpoint.symbol_path.is_file():
+        raise InputDataError(f"{checkpoint.symbol_path}: missing; Model Optimizer looks for the symbol file "
+                             f"'{checkpoint.prefix}-symbol.json' beside '{checkpoint.params_path.name}'")
+
+
+def _fingerprint(checkpoint: Checkpoint, args: list[str], version: str) -> str:
+    h = hashlib.sha256()
+    h.update(checkpoint.params_sha256.encode())
+    h.update(sha256_file(checkpoint.symbol_path).encode())
+    # Paths differ between machines and clones; the checkpoint content is covered by the hashes above.
+    h.update(json.dumps([a for a in args if not a.startswith("--input_model=")]).encode())
+    h.update(version.encode())
+    return h.hexdigest()
+
+
+def _up_to_date(directory: Path, fingerprint: str) -> ConvertedModel | None:
+    if not (directory / RECORD).is_file():
+        return None
+    try:
+        done = ConvertedModel.load(directory)
+    except InputDataError:
+        return None
+    if done.fingerprint != fingerprint or not done.xml.is_file() or not done.bin.is_file():
+        return None
+    if sha256_file(done.xml) != done.sha256.get("xml") or sha256_file(done.bin) != done.sha256.get("bin"):
+        return None
+    return done
+
+
+def _error_line(log: str) -> str:
+    errors = [ln.strip() for ln in log.splitlines() if "[ ERROR ]" in ln and ln.strip() != "[ ERROR ]"]
+    if errors:
+        return errors[0].replace("[ ERROR ]", "").strip()
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def _ir_io(xml: Path) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    from openvino.runtime import Core
+
+    model = Core().read_model(str(xml))
+    ins = {i.get_any_name(): list(i.get_partial_shape().get_shape()) for i in model.inputs}
+    outs = {o.get_any_name(): list(o.get_partial_shape().get_shape()) for o in model.outputs}
+    return ins, outs
+
+
+def convert(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, precision: str,
+            input_size: int | None = None, *, force: bool = False) -> ConvertedModel:
+    """Convert ``checkpoint`` to an IR of ``precision`` under the workspace; skip if already up to date."""
+    if precision not in card.precisions:
+        raise InputDataError(f"{card.path}: precision {precision!r} not in convert.precisions {card.precisions}")
+    size = input_size or card.input.size
+    if size % 32:
+        raise InputDataError(f"input size {size} is not a multiple of 32 (the network's largest stride)")
+    check_checkpoint_naming(checkpoint)
+    args = mo_arguments(card, checkpoint, precision, size)
+    version = mo_version()
+    fingerprint = _fingerprint(checkpoint, args, version)
+    target = workspace.ir_dir(checkpoint.kind, size, precision)
+    if not force and (done := _up_to_date(target, fingerprint)):
+        return replace(done, reused=True)
+
+    with atomic_dir(target) as tmp:
+        command = [sys.executable, "-m", "openvino.tools.mo", *args, f"--output_dir={tmp}"]
+        start = time.perf_counter()
+        proc = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        log = proc.stdout + proc.stderr
+        (tmp / "mo.log").write_text(log)
+        xml = tmp / f"{checkpoint.prefix}.xml"
+        if proc.returncode != 0 or not xml.is_file():
+            tail = "\n".join(log.strip().splitlines()[-20:])
+            raise ConversionError(f"Model Optimizer failed on {checkpoint.params_path} ({precision}, exit "
+                                  f"{proc.returncode}): {_error_line(log)}", detail=tail)
+        ins, outs = _ir_io(xml)
+        missing = [n for n in card.output_names if n not in {canonical_name(o) for o in outs}]
+        if missing:
+            raise ConversionError(f"{xml.name}: the IR lacks output(s) {missing}; it has {sorted(outs)}")
+        done = ConvertedModel(
+            directory=target, prefix=checkpoint.prefix, precision=precision, input_size=size,
+            checkpoint_kind=checkpoint.kind, weights=checkpoint.weights,
+            command=tuple(["mo", *args, f"--output_dir={target}"]), mo_version=version,
+            seconds=round(seconds, 3), inputs=ins, outputs=outs,
+            sha256={"xml": sha256_file(xml), "bin": sha256_file(xml.with_suffix(".bin"))},
+            fingerprint=fingerprint,
+        )
+        write_json(tmp / RECORD, done.to_json())
+    return done
+
+
+def convert_all(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace,
+                precisions: tuple[str, ...] | None = None, input_size: int | None = None,
+                *, force: bool = False) -> list[ConvertedModel]:
+    return [convert(card, checkpoint, workspace, p, input_size, force=force) for p in precisions or card.precisions]

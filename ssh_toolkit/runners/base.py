@@ -1,0 +1,56 @@
+"""Runner lifecycle shared by the backends: activate -> infer(feed) -> deactivate, as a context manager."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import BackendError
+from ..outputs import RawOutputs
+
+
+class Runner(ABC):
+    """Subclasses implement ``_activate``, ``_infer`` (native names -> arrays) and ``_deactivate``."""
+
+    name: str = "runner"
+
+    def __init__(self, expected_outputs: Sequence[str]) -> None:
+        self.expected_outputs = tuple(expected_outputs)
+        self.active = False
+
+    def activate(self) -> "Runner":
+        if not self.active:
+            self._activate()
+            self.active = True
+        return self
+
+    def deactivate(self) -> None:
+        if self.active:
+            self._deactivate()
+            self.active = False
+
+    def __enter__(self) -> "Runner":
+        return self.activate()
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+    def infer(self, tensor: np.ndarray) -> RawOutputs:
+        if not self.active:
+            raise BackendError(f"{self.name}: infer() called before activate()")
+        start = time.perf_counter()
+        named = self._infer(tensor)
+        seconds = time.perf_counter() - start
+        return RawOutputs.from_named(named.items(), self.name, seconds, expected=self.expected_outputs)
+
+    @abstractmethod
+    def _activate(self) -> None: ...
+
+    @abstractmethod
+    def _infer(self, tensor: np.ndarray) -> Mapping[str, np.ndarray]: ...
+
+    def _deactivate(self) -> None:
+        pass

@@ -1,0 +1,85 @@
+"""OpenVINO runner for an IR, with a synchronous ``infer`` and an async queue for datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import BackendError
+from ..outputs import RawOutputs
+from .base import Runner
+
+# Pin f32 execution: CPUs with AMX/bf16 would otherwise run an FP32 IR in bf16 and parity would be meaningless.
+PARITY_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+class OpenVINORunner(Runner):
+    def __init__(self, xml: str | Path, expected_outputs: Sequence[str], name: str = "openvino",
+                 config: Mapping[str, str] | None = None, device: str = "CPU") -> None:
+        super().__init__(expected_outputs)
+        self.xml = Path(xml)
+        self.name = name
+        self.device = device
+        self.config = dict(PARITY_CONFIG if config is None else config)
+        self._compiled = None
+        self._request = None
+
+    def _activate(self) -> None:
+        from openvino.runtime import Core
+
+        if not self.xml.is_file() or not self.xml.with_suffix(".bin").is_file():
+            raise BackendError(f"{self.xml}: IR .xml/.bin not found; run 'ssh-toolkit convert' first")
+        try:
+            core = Core()
+            self._compiled = core.compile_model(core.read_model(str(self.xml)), self.device, self.config)
+        except RuntimeError as e:
+            raise BackendError(f"{self.xml}: OpenVINO cannot load the IR: {str(e).strip().splitlines()[0]}") from None
+        self._request = self._compiled.create_infer_request()
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.get_any_name() for o in self._compiled.outputs]
+
+    def _named(self, request) -> dict[str, np.ndarray]:
+        return {o.get_any_name(): request.get_tensor(o).data.copy() for o in self._compiled.outputs}
+
+    def _infer(self, tensor: np.ndarray) -> Mapping[str, np.ndarray]:
+        self._request.infer({0: tensor})
+        return self._named(self._request)
+
+    def infer_async(self, items: Iterable[tuple[object, np.ndarray]],
+                    callback: Callable[[object, RawOutputs], None], jobs: int = 0) -> None:
+        """Run ``items`` (key, tensor) through an AsyncInferQueue; ``callback(key, outputs)`` per result.
+
+        Overlaps the caller's image decoding/resizing (the iterator) and the callback's decoding with inference.
+        Callbacks run on OpenVINO's threads one at a time per request; keep them short or thread-safe.
+        """
+        from openvino.runtime import AsyncInferQueue
+
+        if not self.active:
+            raise BackendError(f"{self.name}: infer_async() called before activate()")
+        queue = AsyncInferQueue(self._compiled, jobs)
+        errors: list[BaseException] = []
+
+        def done(request, key) -> None:
+            try:
+                raw = RawOutputs.from_named(self._named(request).items(), self.name,
+                                            request.latency / 1000.0, expected=self.expected_outputs)
+                callback(key, raw)
+            except BaseException as e:  # surfaced on the caller's thread below
+                errors.append(e)
+
+        queue.set_callback(done)
+        for key, tensor in items:
+            if errors:
+                break
+            queue.start_async({0: tensor}, key)
+        queue.wait_all()
+        if errors:
+            raise errors[0]
+
+    def _deactivate(self) -> None:
+        self._request = None
+        self._compiled = None

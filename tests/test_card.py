@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ssh_toolkit.card import DEFAULT_CARD, load_card
+from ssh_toolkit.errors import CardError
+
+
+def _write(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load(DEFAULT_CARD.read_text())
+    mutate(data)
+    p = tmp_path / "card.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def test_default_card_matches_the_spec(card):
+    assert card.name == "ssh-mxnet"
+    assert card.reference_map == 84.80
+    assert card.checkpoint.params_file == "sshb-0000.params"
+    assert card.checkpoint.symbol_file == "sshb-symbol.json"
+    assert card.checkpoint.size == 73_316_283
+    assert card.strides == (32, 16, 8)
+    assert card.output_names[:2] == ("rpn_cls_prob_reshape_stride32", "rpn_bbox_pred_stride32")
+    assert card.anchors.per_position == 2
+    assert card.protocol.keep_top_k == 1000 and card.protocol.nms_threshold == 0.3
+    assert card.protocol.height_range == (64.0, 1024.0)
+    assert card.preprocess["mxnet"].channel_order == "RGB"
+    assert card.preprocess["mxnet"].mean == (123.68, 116.779, 103.939)
+    assert card.preprocess["ir"].channel_order == "BGR"
+    assert "--reverse_input_channels" in card.mo_args
+
+
+def test_tolerance_lookup_prefers_name_then_kind_then_default(card):
+    assert card.tolerance("FP16", "rpn_bbox_pred_stride8").atol == 0.5  # by kind
+    assert card.tolerance("FP16", "rpn_cls_prob_reshape_stride8").atol == 0.1
+    assert card.tolerance("FP32", "rpn_bbox_pred_stride8").atol == 1e-3  # default
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["checkpoint"].pop("sha256"), "key 'checkpoint.sha256': missing"),
+    (lambda d: d["checkpoint"].update(sha256="abc"), "key 'checkpoint.sha256': expected 64 lowercase hex"),
+    (lambda d: d["checkpoint"].update(size="big"), "key 'checkpoint.size': expected an integer"),
+    (lambda d: d["input"].update(layout="NHWC"), "key 'input.layout': only NCHW"),
+    (lambda d: d["preprocess"]["mxnet"].update(channel_order="RBG"), "key 'preprocess.mxnet.channel_order'"),
+    (lambda d: d["preprocess"]["ir"].update(mean=[1, 2]), "key 'preprocess.ir.mean': expected 3 items"),
+    (lambda d: d["convert"].update(precisions=["INT8"]), "unknown precision 'INT8'"),
+    (lambda d: d["convert"]["model_optimizer_args"].append("--input_shape=[1,3,4,4]"), "set by the toolkit"),
+    (lambda d: d["outputs"][0].update(kind="logits"), "key 'outputs[0].kind'"),
+    (lambda d: d["outputs"].pop(1), "stride 32 has no output of kind 'deltas'"),
+    (lambda d: d["protocol"].update(nms_threshold=None), "key 'protocol.nms_threshold': expected a number"),
+    (lambda d: d["protocol"].update(include_boundaries="yes"), "expected true or false"),
+    (lambda d: d["tolerances"].pop("FP16"), "key 'tolerances.FP16': missing"),
+    (lambda d: d["tolerances"]["FP32"].update(bogus={"atol": 1, "rtol": 0, "min_cosine": 1}),
+     "key 'tolerances.FP32.bogus'"),
+    (lambda d: d["gates"]["ir_vs_mxnet_drop"].pop("FP16"), "key 'gates.ir_vs_mxnet_drop.FP16': missing"),
+])
+def test_invalid_card_names_file_and_key(tmp_path, mutate, message):
+    path = _write(tmp_path, mutate)
+    with pytest.raises(CardError) as e:
+        load_card(path)
+    assert message in str(e.value)
+    assert str(path) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_and_unparsable_card(tmp_path):
+    with pytest.raises(CardError, match="pipeline file not found"):
+        load_card(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(CardError, match=r"not valid YAML at line \d"):
+        load_card(bad)
