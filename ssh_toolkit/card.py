@@ -109,6 +109,12 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
+class DetectionParitySpec:
+    min_score: float
+    iou: float
+
+
+@dataclass(frozen=True)
 class Gates:
     map_vs_baseline_atol: float
     map_vs_reference_atol: float
@@ -135,6 +141,7 @@ class ModelCard:
     anchors: AnchorSpec
     protocol: Protocol
     tolerances: Mapping[str, Mapping[str, Tolerance]] = field(repr=False)
+    detection_parity: DetectionParitySpec = field(repr=False)
     gates: Gates = field(repr=False)
 
     @property
@@ -364,6 +371,12 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
             if not ({o.name, o.kind, "default"} & set(table)):
                 raise r.fail(f"tolerances.{prec}", f"no tolerance covers output {o.name!r}")
 
+    dp = r.get(data, "detection_parity")
+    detection_parity = DetectionParitySpec(
+        min_score=float(r.num(dp, "min_score", "detection_parity.", minimum=0)),
+        iou=float(r.num(dp, "iou", "detection_parity.", minimum=0)),
+    )
+
     g = r.get(data, "gates")
 
     def per_precision(key: str) -> dict[str, float]:
@@ -397,5 +410,6 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
         anchors=anchors,
         protocol=protocol,
         tolerances=tolerances,
+        detection_parity=detection_parity,
         gates=gates,
     )

@@ -240,6 +240,95 @@ def compare(
             raise GateFailure(f"parity failed for {'; '.join(failed)} (see {out})")
 
 
+@app.command("make-sample")
+def make_sample_cmd(
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Dataset root [default: <workspace>/data/wider-sample].")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical files.")] = 0,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Generate the small deterministic sample dataset in the exact WIDER FACE val layout."""
+    from .sample import make_sample
+
+    with errors_to_exit():
+        root = make_sample(out or _workspace(workspace).sample_data, seed=seed)
+        typer.echo(f"sample dataset: {root}")
+
+
+def _shard(text: Optional[str]) -> Optional[tuple[int, int]]:
+    if text is None:
+        return None
+    from .wider import parse_shard
+
+    return parse_shard(text)
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[str, typer.Option(help="Dataset format; only 'wider' (WIDER FACE val layout).")] = "wider",
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="Root holding WIDER_val/images and wider_face_split/ [default: the generated sample "
+                            "in the workspace].")] = None,
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", help="mxnet, ir-fp32 or ir-fp16; repeatable [default: all available].")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N selected images.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="K/N: every N-th image starting at the K-th.")] = None,
+    subset: Annotated[Optional[list[str]], typer.Option(
+        "--subset", help="Image identifier or event folder (e.g. 0--Parade); repeatable.")] = None,
+    skip_missing: Annotated[bool, typer.Option(
+        "--skip-missing", help="Leave out missing/unreadable images (listed in the report) instead of "
+                               "stopping before inference.")] = False,
+    weights: WeightsOpt = "auto",
+    input_size: InputSize = None,
+    official_gt: Annotated[Optional[Path], typer.Option(
+        "--official-gt", help="Folder with the official wider_face_val.mat and wider_{easy,medium,hard}_val.mat: "
+                              "adds the official WIDER Easy/Medium/Hard AP as a separate metric.")] = None,
+    report_dir: Annotated[Optional[Path], typer.Option(
+        "--report-dir", help="Run folder [default: reports/runs/<time>-<weights>-<size>].")] = None,
+    jobs: Annotated[int, typer.Option(help="OpenVINO infer requests in flight (0 = OpenVINO's choice).")] = 0,
+    pipeline: Pipeline = _default_pipeline(),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Run MXNet and every IR on a WIDER FACE layout dataset and compute mAP under the exact Open Model Zoo
+    Accuracy Checker protocol, plus numeric and detection parity of each IR against MXNet.
+
+    Raw outputs are cached per model and image: an interrupted run resumes, a re-run re-scores without
+    inference. Writes summary.json, CSV/JSON tables and report.md into the run folder.
+    """
+    from .evaluate import evaluate as do_evaluate
+    from .evaluate import load_irs
+
+    with errors_to_exit():
+        if dataset != "wider":
+            raise UsageError(f"--dataset {dataset!r} is not supported; only 'wider'")
+        card = _card(pipeline)
+        ws = _workspace(workspace)
+        ck = _checkpoint(ws, weights)
+        size = input_size or card.input.size
+        root = data_root or ws.sample_data
+        if data_root is None and not root.exists():
+            raise UsageError(f"{root}: no dataset; pass --data-root or run 'ssh-toolkit make-sample'")
+        ev = do_evaluate(card, ck, load_irs(card, ck, ws, size), root, ws, models=model, input_size=size,
+                         limit=limit, shard=_shard(shard), subset=subset, skip_missing=skip_missing,
+                         run_dir=report_dir, jobs=jobs, official_gt=official_gt)
+        _print_evaluation(ev)
+
+
+def _print_evaluation(ev) -> None:
+    s = ev.summary
+    typer.echo(s.note)
+    for name, value in s.map.items():
+        cached = "from cache" if ev.inferred.get(name) == 0 else f"{ev.inferred.get(name)} inferred"
+        typer.echo(f"map[{name}] = {value:.4f} %  ({s.n_images} images, {cached})")
+    for name, aps in s.official.items():
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in aps.items())
+        typer.echo(f"official WIDER AP[{name}]: {figures} (separate metric, not comparable with map)")
+    for p in ev.parity:
+        typer.echo(f"parity[{p.test}]: {'PASS' if p else 'FAIL ' + ', '.join(p.failed)}; detection match rate "
+                   f"{s.detection_parity[p.test].match_rate:.4f}")
+    typer.echo(f"report: {ev.run_dir / 'report.md'}")
+
+
 def main() -> None:
     app(prog_name="ssh-toolkit")
 

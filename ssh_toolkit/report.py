@@ -131,3 +131,50 @@ def write_parity_report(directory: str | Path, card: ModelCard, checkpoint, run)
                         images=[str(p) for p in run.images], params_sha256=checkpoint.params_sha256,
                         passed=bool(run))
     return write_report(directory, tables, meta, parity_markdown(run, card, checkpoint.weights, checkpoint.kind))
+
+
+def evaluation_markdown(summary, tables: Mapping[str, Any]) -> str:
+    """The Markdown a person reads first for an ``evaluate`` run."""
+    s = summary
+    lines = [
+        f"# Evaluation of {s.model} on WIDER FACE ({s.dataset.get('split', 'val')}): run {s.run_id}",
+        "",
+        s.note,
+        "",
+        f"Protocol: {s.protocol} (Open Model Zoo Accuracy Checker: retinaface adapter, per-stride NMS "
+        f"{s.protocol_params['nms_threshold']} with pre-NMS top-{s.protocol_params['keep_top_k']}, rint, GT "
+        f"clipped to {s.protocol_params['clip_annotation']:g}, faces outside heights "
+        f"[{s.protocol_params['height_range'][0]:g}, {s.protocol_params['height_range'][1]:g}) ignored, "
+        f"VOC all-point AP at IoU {s.protocol_params['overlap_threshold']}).",
+        f"Images: {s.n_images} ({s.dataset.get('selection', 'all')}) from {s.dataset.get('root')}; input "
+        f"{s.input_size}x{s.input_size}.",
+        "",
+        "## mAP",
+        "",
+        markdown_table(tables["metrics"]),
+    ]
+    if s.weights == "real":
+        lines += ["", f"Published reference: {s.reference_map:.2f} % (full WIDER FACE val at 640x640)."]
+    else:
+        lines += ["", f"The published {s.reference_map:.2f} % applies to the real weights; it is not comparable "
+                      "with these stand-in figures."]
+    if "mxnet" in s.map:
+        drops = [f"{m}: {s.map['mxnet'] - v:+.4f} points" for m, v in s.map.items() if m != "mxnet"]
+        if drops:
+            lines += ["", "mAP drop of each IR vs MXNet (positive = IR lower): " + "; ".join(drops) + "."]
+    if "parity" in tables:
+        lines += ["", "## Numeric parity of raw outputs (MXNet vs IR, whole dataset)", "",
+                  markdown_table(tables["parity"][["test", "output", "max_abs", "mean_abs", "p99_abs", "cosine",
+                                                   "psnr_db", "min_passing_atol", "atol", "passed"]]),
+                  "", "## Detection parity (MXNet detections reproduced by the IR)", "",
+                  markdown_table(tables["detection_parity"])]
+    if "official" in tables:
+        lines += ["", "## Official WIDER FACE AP (separate metric; NOT comparable with the mAP above)", "",
+                  "Min-max normalised scores, 1000 thresholds, GT-free images skipped, Easy/Medium/Hard sets "
+                  "from the official .mat lists.", "", markdown_table(tables["official"])]
+    worst = tables["per_image"].sort_values("n_fp", ascending=False).head(10)
+    lines += ["", "## Images with the most false positives", "", markdown_table(worst)]
+    if s.dataset.get("skipped"):
+        lines += ["", f"Skipped (missing or unreadable): {', '.join(s.dataset['skipped'])}"]
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in s.versions.items() if k != "platform")]
+    return "\n".join(lines) + "\n"
