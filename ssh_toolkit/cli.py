@@ -53,8 +53,6 @@ def errors_to_exit() -> Iterator[None]:
         yield
     except ToolkitError as e:
         typer.echo(f"ssh-toolkit: error: {e}", err=True)
-        if e.detail:
-            typer.echo(e.detail, err=True)
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("ssh-toolkit: interrupted; finished work is kept, run the same command again to resume",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -124,11 +125,13 @@ def _up_to_date(directory: Path, fingerprint: str) -> ConvertedModel | None:
 
 
 def _error_line(log: str) -> str:
-    errors = [ln.strip() for ln in log.splitlines() if "[ ERROR ]" in ln and ln.strip() != "[ ERROR ]"]
-    if errors:
-        return errors[0].replace("[ ERROR ]", "").strip()
+    """MO's own error headline plus the framework exception under it, without FAQ boilerplate."""
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    return lines[-1] if lines else "no output"
+    tagged = [re.sub(r"\[ [A-Z ]*ERROR \]", "", ln).strip() for ln in lines if re.search(r"\[ [A-Z ]*ERROR \]", ln)]
+    tagged = [t.split(": Traceback")[0] for t in tagged if t and not t.startswith("For more information")]
+    exc = [ln for ln in lines if re.match(r"^\w*(Error|Exception)\b.*:", ln)]
+    parts = tagged[:1] + exc[-1:]
+    return ": ".join(parts) if parts else (lines[-1] if lines else "no output")
 
 
 def _ir_io(xml: Path) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
@@ -166,8 +169,11 @@ def convert(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, preci
         xml = tmp / f"{checkpoint.prefix}.xml"
         if proc.returncode != 0 or not xml.is_file():
             tail = "\n".join(log.strip().splitlines()[-20:])
+            # Keep the full log (not the failed IR) where the user can read it.
+            failed_log = target.parent / f"{target.name}-mo-failed.log"
+            failed_log.write_text(log)
             raise ConversionError(f"Model Optimizer failed on {checkpoint.params_path} ({precision}, exit "
-                                  f"{proc.returncode}): {_error_line(log)}", detail=tail)
+                                  f"{proc.returncode}): {_error_line(log)} (full log: {failed_log})", detail=tail)
         ins, outs = _ir_io(xml)
         missing = [n for n in card.output_names if n not in {canonical_name(o) for o in outs}]
         if missing:

@@ -1,0 +1,141 @@
+"""The command line: help, exit codes, one-line errors, and the foundation flow at a small input size."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import SMALL
+from ssh_toolkit.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _copy_ws(standin_ws, tmp_path):
+    ws, _, _ = standin_ws
+    dst = tmp_path / "ws"
+    shutil.copytree(ws.root, dst)
+    return dst
+
+
+def test_help_lists_commands_and_exit_codes():
+    r = run("--help")
+    assert r.exit_code == 0
+    for cmd in ("download", "synthesize", "convert", "compare", "evaluate", "make-sample"):
+        assert cmd in r.output
+    assert "Exit codes: 0 success; 1 regression" in r.output
+    for cmd in ("download", "convert", "compare", "evaluate"):
+        h = run(cmd, "--help")
+        assert h.exit_code == 0 and "--pipeline" in h.output, cmd
+
+
+def test_compare_end_to_end_writes_tables_and_passes(standin_ws, tmp_path):
+    ws = _copy_ws(standin_ws, tmp_path)
+    images = tmp_path / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    import cv2
+
+    for i, (h, w) in enumerate([(200, 300), (150, 120)]):
+        cv2.imwrite(str(images / f"im{i}.png"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    out = tmp_path / "report"
+    r = run("compare", "-w", ws, "--images", images, "--input-size", SMALL, "--swap-channels",
+            "--report-dir", out)
+    assert r.exit_code == 0, r.output
+    assert r.output.count("PASS |") == 12  # 6 outputs x 2 precisions
+    assert "self-check detected (FAIL as expected)" in r.output
+    for name in ("parity.csv", "parity.json", "parity_self_check.csv", "report.md", "metadata.json"):
+        assert (out / name).is_file(), name
+    table = json.loads((out / "parity.json").read_text())
+    assert len(table) == 12 and all(row["passed"] for row in table)
+    fp32 = [row for row in table if row["precision"] == "FP32"]
+    assert max(row["max_abs"] for row in fp32) < 1e-3
+    assert json.loads((out / "metadata.json").read_text())["weights"] == "stand-in"
+    assert "STAND-IN WEIGHTS" in (out / "report.md").read_text()
+
+
+def test_compare_fails_with_exit_1_naming_outputs_when_tolerance_is_exceeded(standin_ws, tmp_path, card):
+    import yaml
+
+    ws = _copy_ws(standin_ws, tmp_path)
+    data = yaml.safe_load(card.path.read_text())
+    data["tolerances"]["FP32"] = {"default": {"atol": 1e-9, "rtol": 0.0, "min_cosine": 0.0}}
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump(data))
+    images = tmp_path / "imgs"
+    images.mkdir()
+    import cv2
+
+    cv2.imwrite(str(images / "a.png"), np.full((64, 64, 3), 90, np.uint8))
+    r = run("compare", "-w", ws, "-p", strict, "--images", images, "--input-size", SMALL, "--precision", "FP32",
+            "--report-dir", tmp_path / "rep")
+    assert r.exit_code == 1
+    assert "ssh-toolkit: error: parity failed for ir-fp32: rpn_cls_prob_reshape_stride32" in r.output
+    assert "FAIL | rpn_bbox_pred_stride8" in r.output
+
+
+def test_missing_image_folder_and_corrupt_image(standin_ws, tmp_path):
+    ws = _copy_ws(standin_ws, tmp_path)
+    r = run("compare", "-w", ws, "--images", tmp_path / "nope", "--input-size", SMALL, "--report-dir",
+            tmp_path / "rep")
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1] == f"ssh-toolkit: error: {tmp_path / 'nope'}: image folder not found"
+    images = tmp_path / "imgs"
+    images.mkdir()
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    r = run("compare", "-w", ws, "--images", images, "--input-size", SMALL, "--report-dir", tmp_path / "rep")
+    assert r.exit_code == 2
+    assert f"{images / 'broken.jpg'}: cannot decode image (corrupt or not an image)" in r.output
+    assert not (tmp_path / "rep").exists()
+
+
+def test_convert_without_checkpoint_and_bad_options(tmp_path):
+    r = run("convert", "-w", tmp_path)
+    assert r.exit_code == 2 and "no checkpoint; run 'ssh-toolkit download'" in r.output
+    r = run("convert", "-w", tmp_path, "--weights", "toy")
+    assert r.exit_code == 2 and "run 'ssh-toolkit synthesize --kind toy' first" in r.output
+    r = run("convert", "-w", tmp_path, "--weights", "bogus")
+    assert r.exit_code == 2 and "--weights must be auto or one of real, standin, toy" in r.output
+    r = run("synthesize", "-w", tmp_path, "--kind", "nope")
+    assert r.exit_code == 2 and "--kind must be standin or toy" in r.output
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_bad_pipeline_file_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "card.yaml"
+    bad.write_text("name: x\n")
+    r = run("convert", "-w", tmp_path, "-p", bad)
+    assert r.exit_code == 2
+    assert r.output.strip() == f"ssh-toolkit: error: {bad}: key 'reference': missing"
+
+
+def test_download_offline_explains_the_dead_link_and_how_to_supply_the_archive(tmp_path):
+    r = run("download", "-w", tmp_path, "--retries", "0", "--mirror", "http://127.0.0.1:9/ssh-model-final.zip")
+    assert r.exit_code == 2
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith("ssh-toolkit: error:") and "dead" in last and "--archive" in last
+    assert not (tmp_path / "checkpoints" / "real").exists()
+
+
+@pytest.mark.slow
+def test_full_size_synthesize_convert_compare(tmp_path, sample_root):
+    """Acceptance: synthesize -> convert -> compare at the full 640 input; FP32 max |diff| < 1e-3."""
+    ws = tmp_path / "ws"
+    assert run("synthesize", "-w", ws).exit_code == 0
+    r = run("convert", "-w", ws)
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "rep"
+    r = run("compare", "-w", ws, "--data-root", sample_root, "--limit", 1, "--report-dir", out)
+    assert r.exit_code == 0, r.output
+    table = json.loads((out / "parity.json").read_text())
+    assert {row["shape"] for row in table} >= {"1x4x20x20", "1x8x80x80"}
+    assert all(row["max_abs"] < 1e-3 for row in table if row["precision"] == "FP32")
+    assert all(row["passed"] for row in table)
