@@ -250,6 +250,8 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     ds = ds.select(limit=limit, shard=shard, subset=subset)
     present, missing = ds.check_images(skip_missing=skip_missing)
     if missing:
+        if not present:
+            raise InputDataError(f"{ds.images_dir}: none of the {len(missing)} selected images exists")
         ds = replace(ds, images=present, selection=f"{ds.selection}, {len(missing)} missing skipped")
     paths = [ds.image_path(im) for im in ds.images]
     official_truth = None

@@ -1,0 +1,111 @@
+"""evaluate(): caching, resume after an interruption, missing images, and the run records (stand-in, small size)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from conftest import SMALL
+from ssh_toolkit.errors import InputDataError, UsageError
+from ssh_toolkit.evaluate import RawCache, evaluate, load_irs
+from ssh_toolkit.run_record import RunSummary
+from ssh_toolkit.workspace import Workspace
+
+
+@pytest.fixture()
+def ws_copy(standin_ws, tmp_path):
+    ws, ck, _ = standin_ws
+    root = tmp_path / "ws"
+    shutil.copytree(ws.root, root, ignore=shutil.ignore_patterns("cache"))
+    ws2 = Workspace(root)
+    from ssh_toolkit.workspace import Checkpoint
+
+    return ws2, Checkpoint.load(ws2.checkpoint_dir("standin"))
+
+
+def _eval(card, ws, ck, data, run_dir, **kw):
+    return evaluate(card, ck, load_irs(card, ck, ws, SMALL), data, ws, input_size=SMALL, run_dir=run_dir,
+                    progress=False, **kw)
+
+
+def test_interrupted_run_resumes_without_reinferring(card, ws_copy, sample_root, tmp_path, monkeypatch):
+    ws, ck = ws_copy
+    calls = {"n": 0}
+    real_put = RawCache.put
+
+    def flaky_put(self, key, raw, hw):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third image of the first model: as if the user pressed Ctrl-C
+            raise KeyboardInterrupt
+        real_put(self, key, raw, hw)
+
+    monkeypatch.setattr(RawCache, "put", flaky_put)
+    with pytest.raises(KeyboardInterrupt):
+        _eval(card, ws, ck, sample_root, tmp_path / "run0", limit=5)
+    assert not (tmp_path / "run0").exists()  # no partial run folder
+    monkeypatch.setattr(RawCache, "put", real_put)
+
+    resumed = _eval(card, ws, ck, sample_root, tmp_path / "run1", limit=5)
+    assert resumed.inferred == {"mxnet": 3, "ir-fp32": 5, "ir-fp16": 5}  # 2 mxnet images were already done
+    again = _eval(card, ws, ck, sample_root, tmp_path / "run2", limit=5)
+    assert again.inferred == {"mxnet": 0, "ir-fp32": 0, "ir-fp16": 0}
+    assert again.summary.map == resumed.summary.map
+
+    # the same numbers as an uninterrupted run in a fresh workspace
+    fresh_ws = Workspace(tmp_path / "fresh")
+    shutil.copytree(ws.root / "checkpoints", fresh_ws.root / "checkpoints")
+    shutil.copytree(ws.root / "ir", fresh_ws.root / "ir")
+    from ssh_toolkit.workspace import Checkpoint
+
+    fresh = _eval(card, fresh_ws, Checkpoint.load(fresh_ws.checkpoint_dir("standin")), sample_root,
+                  tmp_path / "run3", limit=5)
+    assert fresh.inferred["mxnet"] == 5
+    assert fresh.summary.map == resumed.summary.map
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run3" / "parity.csv"),
+                                  pd.read_csv(tmp_path / "run1" / "parity.csv"))
+
+
+def test_run_folder_records(card, ws_copy, sample_root, tmp_path):
+    ws, ck = ws_copy
+    run = tmp_path / "run"
+    ev = _eval(card, ws, ck, sample_root, run, models=["mxnet", "ir-fp32"], shard=(1, 2))
+    s = RunSummary.load(run)
+    assert s == ev.summary
+    raw = json.loads((run / "summary.json").read_text())
+    assert set(raw["map"]) == {"mxnet", "ir-fp32"} and raw["weights"] == "stand-in"
+    assert raw["n_images"] == 7 and raw["dataset"]["selection"] == "shard 1/2"
+    assert raw["protocol"] == "omz-ac-retinaface-wider" and raw["protocol_params"]["keep_top_k"] == 1000
+    for table in ("metrics", "per_image", "pr_curves", "parity", "parity_histograms", "detection_parity"):
+        assert (run / f"{table}.csv").is_file() and (run / f"{table}.json").is_file(), table
+    per_image = pd.read_csv(run / "per_image.csv")
+    assert len(per_image) == 14 and set(per_image["model"]) == {"mxnet", "ir-fp32"}
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics.set_index("model").loc["mxnet", "n_detections"] == per_image.query("model == 'mxnet'")[
+        "n_detections"].sum()
+    md = (run / "report.md").read_text()
+    assert "STAND-IN WEIGHTS" in md and "NOT the accuracy of SSH" in md
+    assert s.detection_parity["ir-fp32"].match_rate > 0.99
+    assert all(o.passed for o in s.parity["ir-fp32"].values())
+
+
+def test_missing_images_stop_before_inference_unless_skipped(card, ws_copy, sample_root, tmp_path):
+    ws, ck = ws_copy
+    data = tmp_path / "data"
+    shutil.copytree(sample_root, data)
+    victim = next((data / "WIDER_val" / "images").rglob("*.jpg"))
+    victim.unlink()
+    with pytest.raises(InputDataError, match=r"1 of 14 images missing or unreadable: .*" + victim.name):
+        _eval(card, ws, ck, data, tmp_path / "run", models=["mxnet"])
+    assert not (ws.cache / "raw").exists()  # nothing was inferred
+    ev = _eval(card, ws, ck, data, tmp_path / "run", models=["mxnet"], skip_missing=True)
+    assert ev.summary.n_images == 13 and len(ev.summary.dataset["skipped"]) == 1
+    assert victim.name in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_unknown_model_is_a_usage_error(card, ws_copy, sample_root, tmp_path):
+    ws, ck = ws_copy
+    with pytest.raises(UsageError, match="--model ir-int8 is not available; available: mxnet, ir-fp32, ir-fp16"):
+        _eval(card, ws, ck, sample_root, tmp_path / "run", models=["ir-int8"])
