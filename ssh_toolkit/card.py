@@ -129,6 +129,7 @@ class ModelCard:
     title: str
     reference_map: float
     reference_dataset: str
+    reference_n_images: int
     reference_params: int
     reference_gflops: float
     checkpoint: CheckpointSpec
@@ -398,6 +399,7 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
         title=r.str_(data, "title"),
         reference_map=float(r.num(ref, "map_percent", "reference.", minimum=0)),
         reference_dataset=r.str_(ref, "dataset", "reference."),
+        reference_n_images=r.num(ref, "n_images", "reference.", integer=True, minimum=1),
         reference_params=r.num(ref, "params", "reference.", integer=True, minimum=1),
         reference_gflops=float(r.num(ref, "gflops", "reference.", minimum=0)),
         checkpoint=checkpoint,

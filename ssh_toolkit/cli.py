@@ -327,6 +327,91 @@ def _print_evaluation(ev) -> None:
     typer.echo(f"report: {ev.run_dir / 'report.md'}")
 
 
+def _print_gate(result) -> None:
+    from .gate import write_step_summary
+
+    for note in result.notes:
+        typer.echo(note)
+    for line in result.lines():
+        typer.echo(line)
+    typer.echo(result.verdict())
+    write_step_summary(result.markdown())
+
+
+@app.command()
+def gate(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by 'ssh-toolkit evaluate' or 'run'.")],
+    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline JSON (reports/baselines/*.json).")],
+    update_baseline: Annotated[bool, typer.Option(
+        "--update-baseline", help="Record this run as the new baseline (refused when its own in-run checks "
+                                  "fail).")] = False,
+    pipeline: Pipeline = _default_pipeline(),
+) -> None:
+    """Check a run against a committed baseline with the card's rules: mAP vs baseline (and vs the published
+    84.80 % with real weights), mAP drop of each IR vs MXNet, per-output numeric tolerances, detection parity.
+
+    Prints every rule with value, limit and verdict (and appends the Markdown table to $GITHUB_STEP_SUMMARY when
+    set). Exit 0 pass, 1 regression, 2 usage or input error (missing run folder or baseline, runs not
+    comparable), 3 environment error.
+    """
+    from .gate import gate_run
+
+    with errors_to_exit():
+        result = gate_run(run_dir, baseline, _card(pipeline), update_baseline=update_baseline)
+        _print_gate(result)
+        result.raise_for_failure()
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One run folder, or several to compare side by side.")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="HTML file [default: <run>/report.html, or reports/runs/compare-<A>-vs-<B>.html].")] = None,
+) -> None:
+    """Render a run as a self-contained HTML report (tables and plots), or compare several runs side by side."""
+    from .html_report import format_comparison, report_runs
+
+    with errors_to_exit():
+        df, path = report_runs(run_dirs, out)
+        typer.echo(format_comparison(df).to_string())
+        typer.echo(f"report: {path}")
+
+
+@app.command()
+def run(
+    weights: Annotated[str, typer.Option(
+        "--weights", help="real (download), standin or toy (generated; toy is the embedded default).")] = "toy",
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="WIDER-layout dataset [default: the generated sample in the workspace].")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N images.")] = None,
+    input_size: InputSize = None,
+    baseline: Annotated[Optional[Path], typer.Option(
+        "--baseline", help="Baseline to gate against [default: reports/baselines/<card>-<weights>-<size>.json].")]
+    = None,
+    report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Run folder.")] = None,
+    pipeline: Pipeline = _default_pipeline(),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """The whole pipeline of the card: checkpoint (download, or generate --weights standin|toy), convert FP32 and
+    FP16, evaluate on the dataset, write the reports (Markdown, CSV/JSON, HTML) and gate against the baseline.
+    Every step skips work that is already up to date. Ends with the gate's verdict (exit 1 on a regression)."""
+    from .pipeline import run_pipeline
+
+    with errors_to_exit():
+        card = _card(pipeline)
+        result = run_pipeline(card, _workspace(workspace), weights=weights, data_root=data_root,
+                              input_size=input_size, limit=limit, baseline=baseline, run_dir=report_dir,
+                              say=lambda m: typer.echo(m, err=True))
+        _print_evaluation(result.evaluation)
+        typer.echo(f"HTML report: {result.html.resolve()}")
+        if result.gate is None:
+            typer.echo(f"gate: no baseline at {result.baseline}; record one with 'ssh-toolkit gate "
+                       f"{result.evaluation.run_dir} --baseline {result.baseline} --update-baseline'")
+            return
+        _print_gate(result.gate)
+        result.gate.raise_for_failure()
+
+
 def main() -> None:
     app(prog_name="ssh-toolkit")
 

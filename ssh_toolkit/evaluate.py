@@ -70,7 +70,8 @@ def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
     for ir in irs:
         if ir.input_size != input_size:
             raise UsageError(f"{ir.xml}: converted at input size {ir.input_size}, evaluating at {input_size}")
-        key = hashlib.sha256(f"ir|{ir.sha256['xml']}|{ir.sha256['bin']}".encode()).hexdigest()
+        # Hash the files as they are now, not as recorded: an IR edited after conversion must not hit the cache.
+        key = hashlib.sha256(f"ir|{sha256_file(ir.xml)}|{sha256_file(ir.bin)}".encode()).hexdigest()
         models.append(ModelUnderTest(ir.model_name, ir.precision, f"{ir.model_name}-{key[:16]}", "ir",
                                      lambda ir=ir: OpenVINORunner(ir.xml, outs, name=ir.model_name)))
     if names:
@@ -303,7 +304,8 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
                  "images_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest()},
         precisions={s.model.name: s.model.precision for s in scores},
         parity={p.test: {d.name: OutputParity(d.max_abs, d.min_passing_atol, d.tolerance.atol, d.cosine,
-                                              d.tolerance.min_cosine, d.passed) for d in p.diffs} for p in parity},
+                                              d.tolerance.min_cosine, d.passed,
+                                              d.problem) for d in p.diffs} for p in parity},
         detection_parity=det_parity, official=official, card_sha256=meta["card_sha256"], versions=meta["versions"],
         created=meta["created"],
     )

@@ -518,8 +518,7 @@ def _parity(current: RunSummary, baseline: Baseline | None, card: ModelCard, irs
                                     f"(max_abs {s.max_abs:.3e})"))
             elif problem:
                 checks.append(Check(f"parity_atol[{ir}/{out}]", a, lim, b.get("min_passing_atol"), False,
-                                    "the run marked this output failed (shape mismatch, non-finite values or "
-                                    "nothing compared); see parity.csv"))
+                                    f"the run marked this output failed: {s.problem or 'see parity.csv'}"))
             else:
                 checks.append(Check(f"parity_atol[{ir}/{out}]", a, lim, b.get("min_passing_atol"), True,
                                     f"needs atol {a:.3e} <= {lim:.1e} ({p}) (max_abs {s.max_abs:.3e})"))

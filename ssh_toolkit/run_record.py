@@ -36,6 +36,7 @@ class OutputParity:
     cosine: float
     min_cosine: float
     passed: bool
+    problem: str = ""  # a shape mismatch or non-finite values, when there is one
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ def test_default_card_matches_the_spec(card):
 
 
 def test_tolerance_lookup_prefers_name_then_kind_then_default(card):
-    assert card.tolerance("FP16", "rpn_bbox_pred_stride8").atol == 0.5  # by kind
-    assert card.tolerance("FP16", "rpn_cls_prob_reshape_stride8").atol == 0.1
+    assert card.tolerance("FP16", "rpn_bbox_pred_stride8").atol == 0.05  # by kind
+    assert card.tolerance("FP16", "rpn_cls_prob_reshape_stride8").atol == 0.01
     assert card.tolerance("FP32", "rpn_bbox_pred_stride8").atol == 1e-3  # default
 
 

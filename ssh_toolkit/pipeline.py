@@ -1,0 +1,82 @@
+"""The whole pipeline of a model card: checkpoint -> convert -> evaluate -> report -> gate.
+
+Every step skips work that is already up to date (checkpoint present, IR fingerprint unchanged, raw outputs
+cached), so a second ``ssh-toolkit run`` only re-scores and re-reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .card import ModelCard
+from .convert import ConvertedModel, convert_all
+from .errors import UsageError
+from .evaluate import Evaluation, evaluate
+from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
+
+BASELINES_DIR = Path("reports") / "baselines"
+
+
+def default_baseline(card: ModelCard, kind: str, size: int) -> Path:
+    """``reports/baselines/<card>-<kind>-<size>.json`` next to the pipelines folder of the card."""
+    return card.path.resolve().parent.parent / BASELINES_DIR / f"{card.name}-{kind}-{size}.json"
+
+
+def ensure_checkpoint(card: ModelCard, ws: Workspace, weights: str, seed: int = 0,
+                      say: Callable[[str], None] = print) -> Checkpoint:
+    """The checkpoint of ``weights`` (real | standin | toy), made or downloaded if absent."""
+    if weights not in CHECKPOINT_KINDS:
+        raise UsageError(f"--weights must be one of {', '.join(CHECKPOINT_KINDS)}, got {weights!r}")
+    directory = ws.checkpoint_dir(weights)
+    if weights == "real":
+        from .download import download_checkpoint
+
+        return download_checkpoint(card, ws)
+    if (directory / Checkpoint.RECORD).is_file():
+        ck = Checkpoint.load(directory)
+        if ck.seed == seed:
+            say(f"checkpoint: {weights} up to date ({directory})")
+            return ck
+    if weights == "standin":
+        from .synthesize import synthesize_standin as make
+    else:
+        from .toy import synthesize_toy as make
+    say(f"checkpoint: synthesizing {weights} (seed {seed})")
+    return make(card, directory, seed=seed)
+
+
+@dataclass
+class PipelineRun:
+    checkpoint: Checkpoint
+    irs: list[ConvertedModel]
+    evaluation: Evaluation
+    html: Path
+    gate: object  # gate.GateResult, or None without a baseline
+    baseline: Path
+
+
+def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_root: Path | None = None,
+                 input_size: int | None = None, limit: int | None = None, baseline: Path | None = None,
+                 run_dir: Path | None = None, progress: bool = True,
+                 say: Callable[[str], None] = print) -> PipelineRun:
+    from .gate import Baseline, check_gate
+    from .html_report import write_html_report
+    from .sample import make_sample
+
+    size = input_size or card.input.size
+    ck = ensure_checkpoint(card, ws, weights, say=say)
+    irs = convert_all(card, ck, ws, input_size=size)
+    for ir in irs:
+        say(f"convert {ir.precision}: " + ("up to date" if ir.reused else f"converted in {ir.seconds:.1f} s"))
+    if data_root is None:
+        data_root = ws.sample_data
+        if not (data_root / "wider_face_split").is_dir():
+            say(f"dataset: generating the WIDER-layout sample in {data_root}")
+            make_sample(data_root)
+    ev = evaluate(card, ck, irs, data_root, ws, input_size=size, limit=limit, run_dir=run_dir, progress=progress)
+    html = write_html_report(ev.run_dir)
+    baseline = baseline or default_baseline(card, ck.kind, size)
+    result = check_gate(ev.summary, Baseline.load(baseline), card, str(baseline)) if baseline.is_file() else None
+    return PipelineRun(ck, irs, ev, html, result, baseline)
