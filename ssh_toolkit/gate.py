@@ -432,7 +432,7 @@ def _map_vs_reference(current: RunSummary, card: ModelCard, models: list[str]) -
     ref, atol = card.reference_map, card.gates.map_vs_reference_atol
     checks = []
     # The published figure is for the whole reference dataset; a card may say how many images that is.
-    full = getattr(card, "reference_n_images", None)
+    full = card.reference_n_images
     for m in _ordered([m for m in models if m in current.map], card):
         name, v = f"map_vs_reference[{m}]", current.map[m]
         shown = f"mAP {v:.3f}" if _finite(v) else f"mAP {v}"
