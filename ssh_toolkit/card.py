@@ -323,7 +323,7 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
     if not isinstance(scales_node, dict):
         raise r.fail("anchors.scales", "expected a mapping stride -> list of scales")
     scales = {}
-    for stride, sc in scales_node.items():
+    for stride in scales_node:
         scales[int(stride)] = r.list_(scales_node, stride, "anchors.scales.", item=(int, float))
     anchors = AnchorSpec(
         base_size=r.num(an, "base_size", "anchors.", integer=True, minimum=1),

@@ -15,7 +15,6 @@ Phases:
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -40,7 +39,7 @@ from .run_record import OutputParity, RunSummary
 from .runners.base import Runner
 from .runners.mxnet import MXNetRunner
 from .runners.openvino import OpenVINORunner
-from .wider import WiderDataset, WiderImage, open_wider, read_image
+from .wider import WiderDataset, open_wider, read_image
 from .workspace import Checkpoint, Workspace
 
 MXNET = "mxnet"

@@ -30,7 +30,7 @@ import pandas as pd
 from .errors import UsageError
 from .fileio import write_text
 from .gate import REFERENCE_MODEL, comparability_differences
-from .report import standin_banner
+from .report import format_float, standin_banner
 from .run_record import RunSummary
 
 REPORT_HTML = "report.html"
@@ -324,7 +324,7 @@ def _hist_plot(run: RunData) -> str | None:
     parity = run.tables.get("parity")
     for ax, out in zip(axes, outputs):
         part = df[df["output"].astype(str) == out]
-        for i, m in enumerate(_ordered_models(part["model"].astype(str))):
+        for m in _ordered_models(part["model"].astype(str)):
             h = part[part["model"].astype(str) == m].sort_values("upper_edge")
             x, y = _step_xy(h["upper_edge"].to_numpy(float), h["count"].to_numpy(float))
             line, = ax.plot(x, y, linewidth=1, label=m)
@@ -353,13 +353,7 @@ def _hist_plot(run: RunData) -> str | None:
 
 
 def _fmt_float(v: float) -> str:
-    if math.isnan(v):
-        return ""
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
-        return f"{v:.3e}"
-    return f"{v:.6g}"
+    return format_float(v, nan="")
 
 
 def _table(df: pd.DataFrame, index: bool = False) -> str:

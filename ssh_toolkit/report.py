@@ -56,15 +56,20 @@ def run_metadata(card: ModelCard, weights: str, kind: str, **extra: Any) -> dict
     }
 
 
+def format_float(v: float, nan: str = "nan") -> str:
+    """How every table of the toolkit shows a float: 6 significant digits, scientific when tiny or huge."""
+    if math.isnan(v):
+        return nan
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
+        return f"{v:.3e}"
+    return f"{v:.6g}"
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
-            return f"{v:.3e}"
-        return f"{v:.6g}"
+        return format_float(v)
     if isinstance(v, bool):
         return "yes" if v else "no"
     return str(v).replace("|", "\\|").replace("\n", " ")

@@ -151,7 +151,7 @@ def build_toy_symbol(card: ModelCard) -> "mx.sym.Symbol":
             win = mx.sym.slice_axis(win, axis=2, begin=g.skip, end=None, name=f"{name}_crop_h")
             win = mx.sym.slice_axis(win, axis=3, begin=g.skip, end=None, name=f"{name}_crop_w")
 
-        def part(key: str, part_name: str) -> "mx.sym.Symbol":
+        def part(key: str, part_name: str, win: "mx.sym.Symbol" = win) -> "mx.sym.Symbol":
             begin, end = parts[key]
             return mx.sym.slice_axis(win, axis=1, begin=begin, end=end, name=part_name)
 

@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import SMALL
 from typer.testing import CliRunner
 
-from conftest import SMALL
 from ssh_toolkit.cli import app
 
 runner = CliRunner()

@@ -3,8 +3,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import SMALL
+
 from ssh_toolkit.convert import ConvertedModel, convert, mo_arguments
 from ssh_toolkit.errors import ConversionError, InputDataError
 from ssh_toolkit.runners.mxnet import MXNetRunner

@@ -7,8 +7,8 @@ import shutil
 
 import pandas as pd
 import pytest
-
 from conftest import SMALL
+
 from ssh_toolkit.errors import InputDataError, UsageError
 from ssh_toolkit.evaluate import RawCache, evaluate, load_irs
 from ssh_toolkit.run_record import RunSummary

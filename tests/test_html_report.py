@@ -11,7 +11,13 @@ import pytest
 
 from ssh_toolkit import html_report
 from ssh_toolkit.errors import InputDataError
-from ssh_toolkit.html_report import compare_runs, format_comparison, render_html, report_runs, write_html_report
+from ssh_toolkit.html_report import (
+    compare_runs,
+    format_comparison,
+    render_html,
+    report_runs,
+    write_html_report,
+)
 from ssh_toolkit.report import standin_banner
 from ssh_toolkit.run_record import DetectionParity, OutputParity, RunSummary
 

@@ -64,7 +64,7 @@ def test_second_run_reuses_everything(default_run):
 
 def _perturb_ir(xml: Path, const_name: str, delta: float) -> None:
     """Add ``delta`` to the first value of a named f32 constant in the IR's .bin."""
-    layer = next(l for l in ET.parse(xml).getroot().iter("layer") if l.get("name") == const_name)
+    layer = next(el for el in ET.parse(xml).getroot().iter("layer") if el.get("name") == const_name)
     data = layer.find("data")
     assert data.get("element_type") == "f32"
     offset = int(data.get("offset"))
@@ -91,7 +91,7 @@ def test_a_broken_ir_fails_the_gate_naming_rules(default_run, tmp_path):
     failed = re.findall(r"^FAIL \| (\S+)", r.output, re.M)
     assert "parity_atol[ir-fp32/rpn_bbox_pred_stride8]" in failed
     assert all("ir-fp16" not in f for f in failed)  # only the broken IR is blamed
-    line = next(l for l in r.output.splitlines() if l.startswith("FAIL | parity_atol[ir-fp32/rpn_bbox_pred_stride8]"))
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("FAIL | parity_atol[ir-fp32/rpn_bbox_pred_stride8]"))
     assert re.search(r"exceeds it by \d", line)
     assert re.search(r"gate FAIL: \d+ of \d+ checks failed", r.output)
 

@@ -52,5 +52,5 @@ class Runner(ABC):
     @abstractmethod
     def _infer(self, tensor: np.ndarray) -> Mapping[str, np.ndarray]: ...
 
-    def _deactivate(self) -> None:
+    def _deactivate(self) -> None:  # noqa: B027 - optional hook: most runners have nothing to release
         pass

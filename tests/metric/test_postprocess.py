@@ -6,8 +6,13 @@ import numpy as np
 
 from ssh_toolkit.card import load_card
 from ssh_toolkit.detections import Detections, GroundTruth
-from ssh_toolkit.metric.postprocess import (cast_boxes, clip_boxes, difficult_mask, prepare_detections,
-                                            prepare_ground_truth)
+from ssh_toolkit.metric.postprocess import (
+    cast_boxes,
+    clip_boxes,
+    difficult_mask,
+    prepare_detections,
+    prepare_ground_truth,
+)
 
 P = load_card().protocol
 

@@ -246,7 +246,7 @@ F32 = np.float32
 def brute_force_ap(preds, gts, keeps, n_thr=1000):
     """Straight loops over images, predictions, faces and thresholds; float32 scalars for the IoU."""
     lo, hi = 1.0, 0.0
-    for boxes, scores in preds.values():
+    for _boxes, scores in preds.values():
         for s in scores:
             lo, hi = min(lo, float(s)), max(hi, float(s))
     result = {}
