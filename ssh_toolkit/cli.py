@@ -14,7 +14,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from .errors import EXIT_CODES_HELP, ToolkitError, UsageError
+from .errors import EXIT_CODES_HELP, EXIT_ENVIRONMENT, ToolkitError, UsageError
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
 
 app = typer.Typer(
@@ -54,6 +54,10 @@ def errors_to_exit() -> Iterator[None]:
     except ToolkitError as e:
         typer.echo(f"ssh-toolkit: error: {e}", err=True)
         raise typer.Exit(e.exit_code) from None
+    except ModuleNotFoundError as e:  # a dependency is missing: the environment's fault, not the user's input
+        typer.echo(f"ssh-toolkit: error: missing dependency {e.name!r} ({e}); install the toolkit with its "
+                   f"dependencies: pip install -e .", err=True)
+        raise typer.Exit(EXIT_ENVIRONMENT) from None
     except KeyboardInterrupt:
         typer.echo("ssh-toolkit: interrupted; finished work is kept, run the same command again to resume",
                    err=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.io
 
 from ssh_toolkit.card import load_card
 from ssh_toolkit.workspace import Workspace
@@ -34,3 +36,36 @@ def sample_root(tmp_path_factory) -> Path:
     from ssh_toolkit.sample import make_sample
 
     return make_sample(tmp_path_factory.mktemp("data") / "wider-sample", seed=0)
+
+
+# ------------------------------------------------------------------- official WIDER ground truth (.mat) files
+
+
+def cell(items, shape=None):
+    a = np.empty(len(items) if shape is None else shape, dtype=object)
+    a = a.reshape(len(items), 1)
+    for i, it in enumerate(items):
+        a[i, 0] = it
+    return a
+
+
+def write_mats(folder, scene, skip=(), corrupt=None):
+    """scene: {event: [(name, boxes_xywh (k,4), {setting: [1-based idx]}), ...]} -> the four official files,
+    nested like the real ones: (E,1) cells of (n,1) cells."""
+    folder.mkdir(parents=True, exist_ok=True)
+    events = list(scene)
+    face = {
+        "event_list": cell(events),
+        "file_list": cell([cell([name for name, _, _ in scene[e]]) for e in events]),
+        "face_bbx_list": cell([cell([np.asarray(b, np.float64).reshape(-1, 4) for _, b, _ in scene[e]])
+                               for e in events]),
+    }
+    files = {"wider_face_val.mat": face}
+    for s in ("easy", "medium", "hard"):
+        gt_list = cell([cell([np.array(k.get(s, []), np.float64).reshape(-1, 1) for _, _, k in scene[e]])
+                        for e in events])
+        files[f"wider_{s}_val.mat"] = {"gt_list": gt_list}
+    for name, content in files.items():
+        if name not in skip:
+            scipy.io.savemat(str(folder / name), content)
+    return folder

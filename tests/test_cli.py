@@ -109,6 +109,16 @@ def test_convert_without_checkpoint_and_bad_options(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+def test_missing_dependency_is_an_environment_error(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mxnet", None)  # as if mxnet were not installed
+    r = run("synthesize", "-w", tmp_path)
+    assert r.exit_code == 3
+    assert r.output.startswith("ssh-toolkit: error: missing dependency 'mxnet'")
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_bad_pipeline_file_is_a_one_line_error(tmp_path):
     bad = tmp_path / "card.yaml"
     bad.write_text("name: x\n")

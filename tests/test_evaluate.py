@@ -109,3 +109,40 @@ def test_unknown_model_is_a_usage_error(card, ws_copy, sample_root, tmp_path):
     ws, ck = ws_copy
     with pytest.raises(UsageError, match="--model ir-int8 is not available; available: mxnet, ir-fp32, ir-fp16"):
         _eval(card, ws, ck, sample_root, tmp_path / "run", models=["ir-int8"])
+
+
+def test_official_wider_ap_is_a_separate_metric(card, ws_copy, sample_root, tmp_path):
+    """--official-gt: the official Easy/Medium/Hard AP from .mat files, recorded apart from the OMZ mAP."""
+    from conftest import write_mats
+    from ssh_toolkit.metric.wider_official import load_official_ground_truth
+    from ssh_toolkit.wider import open_wider
+
+    ds = open_wider(sample_root)
+    scene: dict[str, list] = {}
+    for im in ds.images:
+        xywh = im.boxes.copy()
+        xywh[:, 2:] -= xywh[:, :2]
+        heights = xywh[:, 3]
+        keep = {"easy": [i + 1 for i, h in enumerate(heights) if h >= 200],
+                "medium": [i + 1 for i, h in enumerate(heights) if h >= 64],
+                "hard": [i + 1 for i in range(len(heights))]}
+        event, name = im.identifier.split("/")
+        scene.setdefault(event, []).append((name.removesuffix(".jpg"), xywh, keep))
+    mats = write_mats(tmp_path / "gt", scene)
+
+    run = tmp_path / "run"
+    ws, ck = ws_copy
+    ev = _eval(card, ws, ck, sample_root, run, models=["mxnet", "ir-fp32"], official_gt=mats)
+    official = ev.summary.official
+    assert set(official) == {"mxnet", "ir-fp32"} and set(official["mxnet"]) == {"easy", "medium", "hard"}
+    expected = load_official_ground_truth(mats).subset(ds.identifiers).evaluate(
+        dict(zip(ds.identifiers, ev.scores[0].detections)))
+    assert official["mxnet"] == expected
+    table = pd.read_csv(run / "official.csv")
+    assert len(table) == 6 and set(table["setting"]) == {"easy", "medium", "hard"}
+    assert "NOT comparable with the mAP" in (run / "report.md").read_text()
+
+    with pytest.raises(InputDataError, match="wider_hard_val.mat: missing"):
+        (mats / "wider_hard_val.mat").unlink()
+        _eval(card, ws, ck, sample_root, tmp_path / "run2", models=["mxnet"], official_gt=mats)
+    assert not (tmp_path / "run2").exists()
