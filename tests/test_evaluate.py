@@ -114,6 +114,7 @@ def test_unknown_model_is_a_usage_error(card, ws_copy, sample_root, tmp_path):
 def test_official_wider_ap_is_a_separate_metric(card, ws_copy, sample_root, tmp_path):
     """--official-gt: the official Easy/Medium/Hard AP from .mat files, recorded apart from the OMZ mAP."""
     from conftest import write_mats
+
     from ssh_toolkit.metric.wider_official import load_official_ground_truth
     from ssh_toolkit.wider import open_wider
 
