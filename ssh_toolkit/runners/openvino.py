@@ -72,11 +72,13 @@ class OpenVINORunner(Runner):
                 errors.append(e)
 
         queue.set_callback(done)
-        for key, tensor in items:
-            if errors:
-                break
-            queue.start_async({0: tensor}, key)
-        queue.wait_all()
+        try:
+            for key, tensor in items:
+                if errors:
+                    break
+                queue.start_async({0: tensor}, key)
+        finally:  # also on Ctrl-C: let requests in flight finish (their results are cached) before teardown
+            queue.wait_all()
         if errors:
             raise errors[0]
 
