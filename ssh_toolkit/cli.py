@@ -126,13 +126,18 @@ def download(
     with --from-dir, or a mirror with --mirror (or checkpoint.mirrors in the pipeline file). A partial download
     resumes from its .part file.
     """
-    from .download import download_checkpoint
+    from .download import download_checkpoint, find_checkpoint
 
     with errors_to_exit():
         card = _card(pipeline)
-        ck = download_checkpoint(card, _workspace(workspace), archive=archive, from_dir=from_dir,
-                                 mirrors=tuple(mirror or ()), retries=retries, force=force)
-        typer.echo(f"checkpoint ready: {ck.directory} (params sha256 {ck.params_sha256})")
+        ws = _workspace(workspace)
+        if archive is None and from_dir is None and not force and (ck := find_checkpoint(card, ws)):
+            typer.echo(f"checkpoint up to date: {ck.directory} (params sha256 {ck.params_sha256})")
+            return
+        ck = download_checkpoint(card, ws, archive=archive, from_dir=from_dir, mirrors=tuple(mirror or ()),
+                                 retries=retries, force=force)
+        how = "not checksum-verified: imported from unpacked files" if from_dir else "archive sha256 verified"
+        typer.echo(f"checkpoint ready: {ck.directory} (params sha256 {ck.params_sha256}; {how})")
 
 
 @app.command()

@@ -8,13 +8,14 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .card import ModelCard
 from .errors import ConversionError, InputDataError
 from .fileio import atomic_dir, sha256_file, write_json
 from .outputs import canonical_name
+from .report import versions
 from .workspace import Checkpoint, Workspace
 
 RECORD = "conversion.json"
@@ -37,6 +38,7 @@ class ConvertedModel:
     outputs: dict[str, list[int]]
     sha256: dict[str, str]
     fingerprint: str
+    versions: dict[str, str] = field(default_factory=dict)  # python, numpy, mxnet, openvino, ... at conversion
     reused: bool = False  # True when convert() found it up to date (not saved in the record)
 
     @property
@@ -184,7 +186,7 @@ def convert(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, preci
             command=tuple(["mo", *args, f"--output_dir={target}"]), mo_version=version,
             seconds=round(seconds, 3), inputs=ins, outputs=outs,
             sha256={"xml": sha256_file(xml), "bin": sha256_file(xml.with_suffix(".bin"))},
-            fingerprint=fingerprint,
+            fingerprint=fingerprint, versions=versions(),
         )
         write_json(tmp / RECORD, done.to_json())
     return done

@@ -149,3 +149,45 @@ def test_full_size_synthesize_convert_compare(tmp_path, sample_root):
     assert {row["shape"] for row in table} >= {"1x4x20x20", "1x8x80x80"}
     assert all(row["max_abs"] < 1e-3 for row in table if row["precision"] == "FP32")
     assert all(row["passed"] for row in table)
+
+
+def _card_for_archive(card, tmp_path, archive):
+    import hashlib
+
+    import yaml
+
+    data = yaml.safe_load(card.path.read_text())
+    data["checkpoint"]["size"] = archive.stat().st_size
+    data["checkpoint"]["sha256"] = hashlib.sha256(archive.read_bytes()).hexdigest()
+    path = tmp_path / "card.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_download_archive_through_the_cli(card, tmp_path):
+    import zipfile
+
+    archive = tmp_path / "ssh-model-final.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("model/sshb-symbol.json", "{}")
+        z.writestr("model/sshb-0000.params", b"\x00" * 64)
+    pipeline = _card_for_archive(card, tmp_path, archive)
+    ws = tmp_path / "ws"
+    r = run("download", "-w", ws, "-p", pipeline, "--archive", archive)
+    assert r.exit_code == 0, r.output
+    assert "archive sha256 verified" in r.output
+    assert (ws / "checkpoints" / "real" / "sshb-0000.params").read_bytes() == b"\x00" * 64
+    r = run("download", "-w", ws, "-p", pipeline)
+    assert r.exit_code == 0 and r.output.startswith("checkpoint up to date:")
+
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("sshb-symbol.json", "{ }")
+        z.writestr("sshb-0000.params", b"\x01" * 64)
+    ws2 = tmp_path / "ws2"
+    r = run("download", "-w", ws2, "-p", pipeline, "--archive", other)
+    assert r.exit_code == 2
+    line = r.output.strip()
+    assert line.startswith("ssh-toolkit: error:") and "\n" not in line
+    assert str(other) in line and card.checkpoint.sha256 not in line  # the test card's digest, not the real one
+    assert not (ws2 / "checkpoints" / "real").exists()
