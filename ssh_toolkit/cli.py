@@ -349,7 +349,8 @@ def _print_gate(result) -> None:
 
 @app.command()
 def gate(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder written by 'ssh-toolkit evaluate' or 'run'.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
+                                            help="Run folder written by 'ssh-toolkit evaluate' or 'run'.")],
     baseline: Annotated[Path, typer.Option("--baseline", help="Baseline JSON (reports/baselines/*.json).")],
     update_baseline: Annotated[bool, typer.Option(
         "--update-baseline", help="Record this run as the new baseline (refused when its own in-run checks "
@@ -373,7 +374,8 @@ def gate(
 
 @app.command()
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="One run folder, or several to compare side by side.")],
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR",
+                                                   help="One run folder, or several to compare side by side.")],
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="HTML file [default: <run>/report.html, or reports/runs/compare-<A>-vs-<B>.html].")] = None,
 ) -> None:
