@@ -87,6 +87,7 @@ class Protocol:
     """Parameters of the Open Model Zoo Accuracy Checker protocol (spec §3-§5)."""
 
     name: str
+    strides: tuple[int, ...]  # decoding/concatenation order (the Accuracy Checker's 32, 16, 8)
     keep_top_k: int
     nms_threshold: float
     include_boundaries: bool
@@ -147,12 +148,8 @@ class ModelCard:
 
     @property
     def strides(self) -> tuple[int, ...]:
-        """Strides in the order the decoder concatenates them (the card's output order)."""
-        seen: list[int] = []
-        for o in self.outputs:
-            if o.stride not in seen:
-                seen.append(o.stride)
-        return tuple(seen)
+        """Strides in the order the decoder concatenates them: the protocol's, not the outputs' listing order."""
+        return self.protocol.strides
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -345,8 +342,13 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
     rp = r.str_(pr, "round_policy", "protocol.")
     if rp != "nearest":
         raise r.fail("protocol.round_policy", f"only 'nearest' (np.rint) is implemented, got {rp!r}")
+    strides = tuple(r.list_(pr, "strides", "protocol.", item=int))
+    if sorted(strides) != sorted({o.stride for o in outs}):
+        raise r.fail("protocol.strides", f"must list each output stride once, got {list(strides)} for outputs at "
+                                         f"strides {sorted({o.stride for o in outs})}")
     protocol = Protocol(
         name=r.str_(pr, "name", "protocol."),
+        strides=strides,
         keep_top_k=r.num(pr, "keep_top_k", "protocol.", integer=True, minimum=1),
         nms_threshold=float(r.num(pr, "nms_threshold", "protocol.", minimum=0)),
         include_boundaries=r.bool_(pr, "include_boundaries", "protocol."),

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
 import typer
 
 from .errors import EXIT_CODES_HELP, EXIT_ENVIRONMENT, ToolkitError, UsageError
+from .run_record import default_run_dir
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
 
 app = typer.Typer(
@@ -100,12 +100,6 @@ def _precisions(card, requested: Optional[list[str]]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.upper() for p in requested))
 
 
-def _run_dir(report_dir: Optional[Path], what: str) -> Path:
-    if report_dir:
-        return report_dir
-    return Path("reports") / "runs" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{what}"
-
-
 # ------------------------------------------------------------------------------------------------------------
 @app.command()
 def download(
@@ -151,15 +145,9 @@ def synthesize(
 ) -> None:
     """Write a generated stand-in checkpoint (the real weights cannot be fetched): recorded as a stand-in."""
     with errors_to_exit():
-        card = _card(pipeline)
-        ws = _workspace(workspace)
-        if kind == "standin":
-            from .synthesize import synthesize_standin as make
-        elif kind == "toy":
-            from .toy import synthesize_toy as make
-        else:
-            raise UsageError(f"--kind must be standin or toy, got {kind!r}")
-        ck = make(card, ws.checkpoint_dir(kind), seed=seed)
+        from .pipeline import synthesize_checkpoint
+
+        ck = synthesize_checkpoint(_card(pipeline), _workspace(workspace), kind, seed)
         typer.echo(f"{kind} checkpoint (stand-in weights, seed {seed}): {ck.symbol_path} + {ck.params_path.name}")
 
 
@@ -229,7 +217,7 @@ def compare(
             paths = [ds.image_path(item) for item in ds.select(limit=limit)]
         irs = [ConvertedModel.load(ws.ir_dir(ck.kind, size, p)) for p in _precisions(card, precision)]
         run = run_parity(card, ck, irs, paths, swap_channels_check=swap_channels)
-        out = write_parity_report(_run_dir(report_dir, "compare"), card, ck, run)
+        out = write_parity_report(report_dir or default_run_dir("compare"), card, ck, run)
         for r in run.results:
             for d in r.diffs:
                 typer.echo(f"[{r.test}] {d.verdict_line()}")
@@ -240,6 +228,11 @@ def compare(
                        f"max_abs={worst.max_abs:.3e}, {worst.min_passing_atol / max(worst.tolerance.atol, 1e-30):.0f}x "
                        f"its atol")
         typer.echo(f"report: {out}")
+        if any(bool(r) for r in run.self_check):
+            from .errors import GateFailure
+
+            raise GateFailure("the --swap-channels self-check passed: these tolerances cannot see a channel-order "
+                              f"bug; tighten them in {card.path}")
         if not run:
             failed = [f"{r.test}: {', '.join(r.failed)}" for r in run.results if not r]
             from .errors import GateFailure
@@ -283,8 +276,9 @@ def evaluate(
     subset: Annotated[Optional[list[str]], typer.Option(
         "--subset", help="Image identifier or event folder (e.g. 0--Parade); repeatable.")] = None,
     skip_missing: Annotated[bool, typer.Option(
-        "--skip-missing", help="Leave out missing/unreadable images (listed in the report) instead of "
-                               "stopping before inference.")] = False,
+        "--skip-missing", help="Leave out missing or empty image files (listed in the report) instead of "
+                               "stopping before inference. A file that exists but cannot be decoded stops the "
+                               "run when it is reached; what was inferred until then is cached.")] = False,
     weights: WeightsOpt = "auto",
     input_size: InputSize = None,
     official_gt: Annotated[Optional[Path], typer.Option(

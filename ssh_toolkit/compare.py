@@ -100,6 +100,11 @@ class DiffAccumulator:
                                      minlength=len(_EDGES))
         return self
 
+    def histogram(self) -> tuple[np.ndarray, np.ndarray]:
+        """Non-empty bins of |diff|: (upper edge, count); an upper edge of 0 counts exact zeros."""
+        nz = np.flatnonzero(self.hist)
+        return _EDGES[nz], self.hist[nz]
+
     def quantile(self, q: float) -> float:
         if self.n == 0:
             return 0.0

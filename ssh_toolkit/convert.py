@@ -16,6 +16,7 @@ from .errors import ConversionError, InputDataError
 from .fileio import atomic_dir, sha256_file, write_json
 from .outputs import canonical_name
 from .report import versions
+from .run_record import ir_model_name
 from .workspace import Checkpoint, Workspace
 
 RECORD = "conversion.json"
@@ -51,7 +52,7 @@ class ConvertedModel:
 
     @property
     def model_name(self) -> str:
-        return f"ir-{self.precision.lower()}"
+        return ir_model_name(self.precision)
 
     def to_json(self) -> dict:
         d = asdict(self)

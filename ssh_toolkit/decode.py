@@ -8,7 +8,7 @@ Per stride, in the card's stride order (32, 16, 8 for ssh-mxnet):
 3. :func:`nms` with the protocol's ``keep_top_k`` applied to the candidates *before* suppression;
 
 then the kept boxes of all strides are concatenated (no NMS across strides, no score threshold) and divided by
-``scale_x`` / ``scale_y`` (``640 / W`` and ``640 / H``). The output order (strides in card order, each in
+``scale_x`` / ``scale_y`` (``640 / W`` and ``640 / H``). The output order (strides in protocol order, each in
 NMS keep order) and dtypes (boxes float64, scores as the network gave them, float32 normally) reproduce the
 Open Model Zoo Accuracy Checker bit for bit, tie order included.
 """

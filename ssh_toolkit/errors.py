@@ -11,11 +11,11 @@ Exit codes:
        size or sha256 mismatch (UsageError, CardError, InputDataError)
     3  environment error: a missing dependency, Model Optimizer or a runtime failed
        (EnvironmentProblem, ConversionError, BackendError)
+  130  interrupted (Ctrl-C); finished work is kept and the same command resumes
 """
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_INPUT = 2
 EXIT_ENVIRONMENT = 3
@@ -23,7 +23,8 @@ EXIT_ENVIRONMENT = 3
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 regression (a gate or parity check failed); "
     "2 usage or input error (bad option, pipeline file, missing or corrupt file, checksum); "
-    "3 environment error (missing dependency, Model Optimizer or runtime failure)."
+    "3 environment error (missing dependency, Model Optimizer or runtime failure); 130 interrupted (resume by "
+    "running the same command again)."
 )
 
 

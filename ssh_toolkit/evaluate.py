@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+import zipfile
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -31,18 +31,18 @@ from .decode import decode
 from .detection_parity import DetectionParityAccumulator
 from .detections import Detections
 from .errors import InputDataError, UsageError
-from .fileio import atomic_dir, atomic_path, sha256_file
+from .fileio import atomic_dir, atomic_path, check_replaceable, sha256_file
 from .metric.average_precision import EvalResult, MapAccumulator
 from .outputs import RawOutputs
 from .preprocess import resize, to_tensor
-from .run_record import OutputParity, RunSummary
+from .run_record import REFERENCE_MODEL, SUMMARY, OutputParity, RunSummary, default_run_dir
 from .runners.base import Runner
 from .runners.mxnet import MXNetRunner
 from .runners.openvino import PARITY_CONFIG, OpenVINORunner
 from .wider import WiderDataset, open_wider, read_image
 from .workspace import Checkpoint, Workspace
 
-MXNET = "mxnet"
+CACHE_VERSION = 1  # bump when the layout of a cache entry changes
 # Over a dataset, run several infer requests in parallel streams (benchmark_app's default); f32 stays pinned.
 # With the default latency hint OpenVINO compiles one stream and the async queue runs one request at a time.
 DATASET_CONFIG = {**PARITY_CONFIG, "PERFORMANCE_HINT": "THROUGHPUT"}
@@ -65,18 +65,24 @@ def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
               names: Sequence[str] | None = None) -> list[ModelUnderTest]:
     """MXNet plus every IR, narrowed to ``names``; an unknown or unavailable name is a usage error."""
     outs = card.output_names
-    sym_sha = sha256_file(checkpoint.symbol_path)
-    mx_key = hashlib.sha256(f"mxnet|{checkpoint.params_sha256}|{sym_sha}|{input_size}".encode()).hexdigest()
-    models = [ModelUnderTest(MXNET, "FP32", f"mxnet-{mx_key[:16]}", "mxnet",
+
+    def cache_key(*parts: object) -> str:
+        # Everything that shapes the raw outputs: the model files as they are now (not as recorded, so an edited
+        # file never hits the cache), the input size, the shared resize and the side's own preprocessing, the
+        # runtime config (another stream/thread split may change the last bits) and the cache format.
+        text = "|".join(map(str, (CACHE_VERSION, input_size, card.resize_interpolation, *parts)))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    mx_key = cache_key("mxnet", sha256_file(checkpoint.params_path), sha256_file(checkpoint.symbol_path),
+                       card.preprocess["mxnet"])
+    models = [ModelUnderTest(REFERENCE_MODEL, "FP32", f"mxnet-{mx_key}", "mxnet",
                              lambda: MXNetRunner(checkpoint, card.input.name, input_size, outs))]
     for ir in irs:
         if ir.input_size != input_size:
             raise UsageError(f"{ir.xml}: converted at input size {ir.input_size}, evaluating at {input_size}")
-        # Hash the files as they are now, not as recorded: an IR edited after conversion must not hit the cache.
-        # The runtime config is part of the key too: another stream/thread split may change the last bits.
-        key = hashlib.sha256(f"ir|{sha256_file(ir.xml)}|{sha256_file(ir.bin)}|{sorted(DATASET_CONFIG.items())}"
-                             .encode()).hexdigest()
-        models.append(ModelUnderTest(ir.model_name, ir.precision, f"{ir.model_name}-{key[:16]}", "ir",
+        key = cache_key("ir", sha256_file(ir.xml), sha256_file(ir.bin), card.preprocess["ir"],
+                        sorted(DATASET_CONFIG.items()))
+        models.append(ModelUnderTest(ir.model_name, ir.precision, f"{ir.model_name}-{key}", "ir",
                                      lambda ir=ir: OpenVINORunner(ir.xml, outs, name=ir.model_name,
                                                                   config=DATASET_CONFIG)))
     if names:
@@ -115,8 +121,11 @@ class RawCache:
                 arrays = {k: z[k] for k in z.files if not k.startswith("__")}
                 hw = tuple(int(v) for v in z["__orig_hw"])
                 seconds = float(z["__seconds"])
-        except (OSError, ValueError, KeyError) as e:
-            raise InputDataError(f"{path}: corrupt cache entry ({e}); delete it to re-infer that image") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            # Entries are written atomically, so this is outside damage: drop it so the next run re-infers it.
+            path.unlink(missing_ok=True)
+            raise InputDataError(f"{path}: corrupt cache entry ({type(e).__name__}); deleted it, run the same "
+                                 f"command again to re-infer that image") from None
         return RawOutputs(arrays, runner, seconds), hw  # type: ignore[return-value]
 
 
@@ -222,9 +231,9 @@ def _pr_frame(scores: Sequence[ModelScore], max_points: int = 2000):
     for s in scores:
         r = s.result
         rec, prec = r.recall, r.precision
-        if len(rec) > max_points:  # keep the envelope's corners: the last point of every recall level
-            last = np.flatnonzero(np.diff(rec, append=np.inf) != 0)
-            idx = last if len(last) <= max_points else last[np.linspace(0, len(last) - 1, max_points).astype(int)]
+        if len(rec) > max_points:  # keep the envelope's corners: the first (highest-precision) point of each recall
+            first = np.flatnonzero(np.diff(rec, prepend=-np.inf) != 0)
+            idx = first if len(first) <= max_points else first[np.linspace(0, len(first) - 1, max_points).astype(int)]
             rec, prec = rec[idx], prec[idx]
         frames.append(pd.DataFrame({"model": s.model.name, "recall": rec, "precision": prec}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "recall", "precision"])
@@ -233,12 +242,10 @@ def _pr_frame(scores: Sequence[ModelScore], max_points: int = 2000):
 def _hist_frame(model: str, acc: ParityAccumulator):
     import pandas as pd
 
-    from .compare import _EDGES
-
     rows = []
     for name, a in acc.acc.items():
-        nz = np.flatnonzero(a.hist)
-        rows.append(pd.DataFrame({"model": model, "output": name, "upper_edge": _EDGES[nz], "count": a.hist[nz]}))
+        edges, counts = a.histogram()
+        rows.append(pd.DataFrame({"model": model, "output": name, "upper_edge": edges, "count": counts}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
@@ -251,6 +258,8 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     from .report import evaluation_markdown, run_metadata, write_report
 
     size = input_size or card.input.size
+    run_dir = Path(run_dir) if run_dir else default_run_dir(f"{checkpoint.kind}-{size}")
+    check_replaceable(run_dir, SUMMARY)  # before hours of inference, not after
     selected = model_set(card, checkpoint, irs, size, models)
     ds = open_wider(data_root)
     ds = ds.select(limit=limit, shard=shard, subset=subset)
@@ -281,11 +290,11 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     by_name = {s.model.name: s for s in scores}
     parity: list[ParityResult] = []
     det_parity, hist_frames = {}, []
-    if MXNET in by_name:
-        ref = by_name[MXNET]
+    if REFERENCE_MODEL in by_name:
+        ref = by_name[REFERENCE_MODEL]
         for s in scores:
             if s.model.is_openvino:
-                num, det, acc = parity_of(card, ref, s, keys, caches[MXNET], caches[s.model.name])
+                num, det, acc = parity_of(card, ref, s, keys, caches[REFERENCE_MODEL], caches[s.model.name])
                 parity.append(num)
                 det_parity[s.model.name] = det.result()
                 hist_frames.append(_hist_frame(s.model.name, acc))
@@ -294,8 +303,6 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     if official_truth is not None:
         official = {s.model.name: official_truth.evaluate(dict(zip(ds.identifiers, s.detections))) for s in scores}
 
-    run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{checkpoint.kind}-{size}"
-    run_dir = Path(run_dir) if run_dir else Path("reports") / "runs" / run_id
     meta = run_metadata(card, checkpoint.weights, checkpoint.kind)
     summary = RunSummary(
         run_id=run_dir.name, model=card.name,
@@ -306,6 +313,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
         dataset={"root": str(Path(data_root)), "split": ds.split, "n_images": len(ds.images),
                  "selection": ds.selection, "skipped": [im.identifier for im in missing],
                  "identifiers_sha256": hashlib.sha256("\n".join(ds.identifiers).encode()).hexdigest(),
+                 "annotations_sha256": _annotations_sha256(ds),
                  "images_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest()},
         precisions={s.model.name: s.model.precision for s in scores},
         parity={p.test: {d.name: OutputParity(d.max_abs, d.min_passing_atol, d.tolerance.atol, d.cosine,
@@ -320,13 +328,21 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
 
         tables["official"] = pd.DataFrame([{"model": m, "setting": k, "ap": v}
                                            for m, aps in official.items() for k, v in aps.items()])
-    with atomic_dir(run_dir) as tmp:
+    with atomic_dir(run_dir, owned_marker=SUMMARY) as tmp:
         summary.save(tmp)
         write_report(tmp, tables, {**meta, "run_id": run_dir.name, "command": "evaluate",
                                    "checkpoint": checkpoint.to_json(),
                                    "irs": [ir.to_json() for ir in irs if ir.model_name in by_name]},
                      evaluation_markdown(summary, tables))
     return Evaluation(run_dir, summary, scores, parity, inferred)
+
+
+def _annotations_sha256(ds: WiderDataset) -> str:
+    h = hashlib.sha256()
+    for im in ds.images:
+        h.update(im.identifier.encode())
+        h.update(np.ascontiguousarray(im.boxes, np.float64).tobytes())
+    return h.hexdigest()
 
 
 def _tables(scores: Sequence[ModelScore], parity: Sequence[ParityResult], det_parity: dict, hist_frames: list):

@@ -29,10 +29,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def check_replaceable(path: Path, owned_marker: str) -> None:
+    """UsageError unless ``path`` is absent, empty, or holds ``owned_marker`` (a folder the toolkit wrote)."""
+    if path.exists() and not path.is_dir():
+        from .errors import UsageError
+
+        raise UsageError(f"{path}: exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not (path / owned_marker).is_file():
+        from .errors import UsageError
+
+        raise UsageError(f"{path}: exists and was not written by ssh-toolkit (no {owned_marker}); "
+                         f"choose another folder or remove it")
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; it replaces ``path`` only if the block succeeds."""
+def atomic_dir(path: str | Path, *, owned_marker: str | None = None) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    With ``owned_marker``, an existing non-empty ``path`` is replaced only if it holds that file, i.e. the toolkit
+    wrote it: a user's folder given by mistake (``--out ~/WIDER``) is never deleted.
+    """
     path = Path(path)
+    if owned_marker:
+        check_replaceable(path, owned_marker)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary folder

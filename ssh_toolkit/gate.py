@@ -39,9 +39,8 @@ from typing import Any, Iterable, Mapping
 from .card import ModelCard
 from .errors import EnvironmentProblem, GateFailure, InputDataError, UsageError
 from .fileio import write_json
-from .run_record import RunSummary
+from .run_record import REFERENCE_MODEL, RunSummary, order_models
 
-REFERENCE_MODEL = "mxnet"
 BASELINE_FORMAT = 1
 IN_RUN_RULES = ("ir_vs_mxnet_drop", "parity_atol", "parity_cosine", "box_match_rate")
 # mAP values are sums of float64 terms: a drop of "0.01" can come out as 0.010000000000005. Differences this
@@ -326,6 +325,9 @@ def _identity(rec: RunSummary | Baseline) -> dict[str, Any]:
         "protocol": rec.protocol,
         "protocol_params": _plain(rec.protocol_params),
         "dataset.identifiers_sha256": ds.get("identifiers_sha256"),
+        # The ground truth itself: a sample regenerated with another seed keeps its file names. (The images'
+        # bytes are recorded but not compared: another libjpeg encodes the same sample differently.)
+        "dataset.annotations_sha256": ds.get("annotations_sha256"),
         "dataset.n_images": ds.get("n_images"),
     }
 
@@ -371,9 +373,7 @@ def _models(current: RunSummary) -> list[str]:
 
 
 def _ordered(models: Iterable[str], card: ModelCard) -> list[str]:
-    order = [REFERENCE_MODEL] + [f"ir-{p.lower()}" for p in card.precisions]
-    models = list(dict.fromkeys(models))
-    return [m for m in order if m in models] + sorted(m for m in models if m not in order)
+    return order_models(models, card.precisions)
 
 
 def _finite(v: Any) -> bool:
@@ -439,6 +439,10 @@ def _map_vs_reference(current: RunSummary, card: ModelCard, models: list[str]) -
         if current.weights != "real":
             checks.append(Check(name, v, atol, ref, None,
                                 f"{shown}: stand-in weights: not compared with the published {ref:.2f} %", "±"))
+        elif current.input_size != card.input.size:
+            checks.append(Check(name, v, atol, ref, None, f"{shown}: evaluated at {current.input_size}x"
+                                f"{current.input_size}, the published figure is at {card.input.size}x"
+                                f"{card.input.size}: not compared with the published {ref:.2f} %", "±"))
         elif full and current.n_images != full:
             checks.append(Check(name, v, atol, ref, None, f"{shown}: evaluated {current.n_images} of the "
                                 f"{full} images of {card.reference_dataset}: not compared with the published "

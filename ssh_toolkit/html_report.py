@@ -29,14 +29,14 @@ import pandas as pd
 
 from .errors import UsageError
 from .fileio import write_text
-from .gate import REFERENCE_MODEL, comparability_differences
+from .gate import comparability_differences
 from .report import format_float, standin_banner
-from .run_record import RunSummary
+from .run_record import REFERENCE_MODEL, RunSummary, ir_model_name, order_models
 
 REPORT_HTML = "report.html"
 TABLES = ("metrics", "pr_curves", "parity", "parity_histograms", "detection_parity")
 _NEEDS = {"pr_curves": ("model", "recall", "precision"), "parity_histograms": ("model", "output", "upper_edge", "count")}
-_IR_ORDER = ("ir-fp32", "ir-fp16")
+_IR_ORDER = (ir_model_name("FP32"), ir_model_name("FP16"))
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;
@@ -94,14 +94,8 @@ def load_run(run_dir: str | Path) -> RunData:
     return run
 
 
-def _ordered_models(models) -> list[str]:
-    models = list(dict.fromkeys(models))
-    order = [REFERENCE_MODEL, *_IR_ORDER]
-    return [m for m in order if m in models] + sorted(m for m in models if m not in order)
-
-
 def _irs(s: RunSummary) -> list[str]:
-    return [m for m in _ordered_models([*s.map, *s.parity, *s.detection_parity]) if m != REFERENCE_MODEL]
+    return [m for m in order_models([*s.map, *s.parity, *s.detection_parity]) if m != REFERENCE_MODEL]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -118,7 +112,7 @@ def _run_column(s: RunSummary) -> dict[str, Any]:
         "protocol": s.protocol,
         "created": s.created,
     }
-    for m in _ordered_models(s.map):
+    for m in order_models(s.map):
         col[f"map[{m}]"] = float(s.map[m])
     mx = s.map.get(REFERENCE_MODEL)
     for ir in _irs(s):
@@ -243,7 +237,7 @@ def _png(fig, alt: str) -> str:
 def _map_bar_plot(runs: Sequence[RunData], labels: Sequence[str]) -> str:
     fig = _figure()
     ax = fig.add_subplot()
-    models = _ordered_models(m for r in runs for m in r.summary.map)
+    models = order_models(m for r in runs for m in r.summary.map)
     width = 0.8 / max(len(runs), 1)
     for i, (r, lab) in enumerate(zip(runs, labels)):
         xs = [j + (i - (len(runs) - 1) / 2) * width for j, m in enumerate(models) if m in r.summary.map]
@@ -266,11 +260,11 @@ def _pr_plot(runs: Sequence[RunData], labels: Sequence[str]) -> str | None:
         return None
     fig = _figure(7.5, 5.5)
     ax = fig.add_subplot()
-    models = _ordered_models(m for r, _ in curves for m in r.tables["pr_curves"]["model"].astype(str))
+    models = order_models(m for r, _ in curves for m in r.tables["pr_curves"]["model"].astype(str))
     styles = ("-", "--", ":", "-.")
     for i, (r, lab) in enumerate(curves):  # colour = model, line style = run
         df = r.tables["pr_curves"]
-        for m in _ordered_models(df["model"].astype(str)):
+        for m in order_models(df["model"].astype(str)):
             part = df[df["model"].astype(str) == m].sort_values("recall", kind="stable")
             ap = r.summary.map.get(m)
             name = m if len(runs) == 1 else f"{lab}: {m}"
@@ -324,7 +318,7 @@ def _hist_plot(run: RunData) -> str | None:
     parity = run.tables.get("parity")
     for ax, out in zip(axes, outputs):
         part = df[df["output"].astype(str) == out]
-        for m in _ordered_models(part["model"].astype(str)):
+        for m in order_models(part["model"].astype(str)):
             h = part[part["model"].astype(str) == m].sort_values("upper_edge")
             x, y = _step_xy(h["upper_edge"].to_numpy(float), h["count"].to_numpy(float))
             line, = ax.plot(x, y, linewidth=1, label=m)
@@ -372,7 +366,7 @@ def _missing(what: str) -> str:
 def _banner(s: RunSummary) -> str:
     if s.weights == "real":
         return ""
-    note = s.note or standin_banner(s.weights, s.checkpoint_kind)
+    note = s.note or standin_banner(s.weights, s.checkpoint_kind, s.reference_map)
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(note))
     return f'<div class="banner">{text}</div>'
 
@@ -394,7 +388,7 @@ def _summary_section(run: RunData) -> str:
     maps = pd.DataFrame([{
         "model": m, "precision": s.precisions.get(m, ""), "mAP %": float(s.map[m]),
         "drop vs mxnet": (float(mx) - float(s.map[m])) if mx is not None and m != REFERENCE_MODEL else float("nan"),
-    } for m in _ordered_models(s.map)])
+    } for m in order_models(s.map)])
     return "<h2>Summary</h2>" + _kv_table(rows) + (_table(maps) if not maps.empty else _missing("No mAP recorded."))
 
 

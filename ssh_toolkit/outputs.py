@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -32,7 +32,6 @@ class RawOutputs:
     arrays: Mapping[str, np.ndarray]
     runner: str
     seconds: float = 0.0
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_named(cls, named: Iterable[tuple[str, np.ndarray]], runner: str, seconds: float = 0.0,

@@ -39,12 +39,19 @@ def ensure_checkpoint(card: ModelCard, ws: Workspace, weights: str, seed: int = 
         if ck.seed == seed:
             say(f"checkpoint: {weights} up to date ({directory})")
             return ck
-    if weights == "standin":
-        from .synthesize import synthesize_standin as make
-    else:
-        from .toy import synthesize_toy as make
     say(f"checkpoint: synthesizing {weights} (seed {seed})")
-    return make(card, directory, seed=seed)
+    return synthesize_checkpoint(card, ws, weights, seed)
+
+
+def synthesize_checkpoint(card: ModelCard, ws: Workspace, kind: str, seed: int = 0) -> Checkpoint:
+    """Write a generated stand-in checkpoint of ``kind`` (standin | toy) into the workspace."""
+    if kind == "standin":
+        from .synthesize import synthesize_standin as make
+    elif kind == "toy":
+        from .toy import synthesize_toy as make
+    else:
+        raise UsageError(f"--kind must be standin or toy, got {kind!r}")
+    return make(card, ws.checkpoint_dir(kind), seed=seed)
 
 
 @dataclass

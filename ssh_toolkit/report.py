@@ -13,14 +13,14 @@ from .card import ModelCard
 from .fileio import sha256_file, write_json, write_text
 
 
-def standin_banner(weights: str, kind: str) -> str:
+def standin_banner(weights: str, kind: str, reference_map: float = 84.80) -> str:
     """The sentence every report carries when the weights are not the published ones."""
     if weights == "real":
         return "Weights: the published SSH checkpoint (real)."
     what = {"standin": "a seeded stand-in with the exact SSH architecture",
             "toy": "a toy detector with the SSH input/output contract"}.get(kind, kind)
     return (f"**STAND-IN WEIGHTS** ({what}): these figures test the toolchain, not the model. They are NOT the "
-            f"accuracy of SSH; the published 84.80 % mAP applies to the real checkpoint only.")
+            f"accuracy of SSH; the published {reference_map:.2f} % mAP applies to the real checkpoint only.")
 
 
 def versions() -> dict[str, str]:
@@ -50,7 +50,7 @@ def run_metadata(card: ModelCard, weights: str, kind: str, **extra: Any) -> dict
         "card_sha256": sha256_file(card.path),
         "weights": weights,
         "checkpoint_kind": kind,
-        "note": standin_banner(weights, kind),
+        "note": standin_banner(weights, kind, card.reference_map),
         "versions": versions(),
         **extra,
     }
@@ -110,7 +110,7 @@ def parity_markdown(run, card: ModelCard, weights: str, kind: str) -> str:
     lines = [
         f"# Numeric parity: MXNet vs IR ({card.name}) - {verdict}",
         "",
-        standin_banner(weights, kind),
+        standin_banner(weights, kind, card.reference_map),
         "",
         f"Images: {len(run.images)} at {run.input_size}x{run.input_size}. An output passes when "
         "|ir - mxnet| <= atol + rtol*|mxnet| everywhere and cosine >= min_cosine (tolerances from the card). "

@@ -4,8 +4,10 @@ Gates and reports read runs only through this module (never by scraping logs or 
 
 A run folder holds:
     summary.json            RunSummary (below)
-    metrics.csv/.json       one row per model: model, map_percent, ap, n_images, n_pos, n_detections, n_tp, n_fp
-    per_image.csv/.json     one row per model and image: model, image, n_gt, n_pos, n_detections, n_tp, n_fp, seconds
+    metrics.csv/.json       one row per model: model, precision, map_percent, ap, n_images, n_gt, n_pos,
+                            n_detections, n_tp, n_fp, mean_latency_s
+    per_image.csv/.json     one row per model and image: model, image, n_gt, n_pos, n_detections, n_tp, n_fp,
+                            n_ignored, max_score, seconds
     pr_curves.csv/.json     model, recall, precision (at most ~2000 points per model, envelope-preserving)
     parity.csv/.json        numeric output diffs MXNet vs each IR over the dataset (compare.ParityResult.to_frame)
     parity_histograms.csv   model, output, upper_edge, count: |diff| histogram per output (log-spaced bins)
@@ -20,12 +22,32 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from .errors import InputDataError
 from .fileio import write_json
 
 SUMMARY = "summary.json"
+REFERENCE_MODEL = "mxnet"  # the original model every IR is compared with
+
+
+def default_run_dir(what: str) -> Path:
+    """``reports/runs/<YYYYmmdd-HHMMSS>-<what>``: where a run goes unless the user names a folder."""
+    from datetime import datetime
+
+    return Path("reports") / "runs" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{what}"
+
+
+def ir_model_name(precision: str) -> str:
+    """``FP32`` -> ``ir-fp32``: how runs, tables and gate rules name an IR."""
+    return f"ir-{precision.lower()}"
+
+
+def order_models(models: Iterable[str], precisions: Sequence[str] = ("FP32", "FP16")) -> list[str]:
+    """MXNet first, then the IRs in precision order, then anything else sorted; duplicates dropped."""
+    models = list(dict.fromkeys(models))
+    order = [REFERENCE_MODEL, *(ir_model_name(p) for p in precisions)]
+    return [m for m in order if m in models] + sorted(m for m in models if m not in order)
 
 
 @dataclass(frozen=True)
@@ -66,7 +88,7 @@ class RunSummary:
     checkpoint_kind: str  # real | standin | toy
     note: str  # the stand-in banner
     reference_map: float
-    dataset: dict[str, Any]  # root, split, n_images, identifiers_sha256, skipped (missing images)
+    dataset: dict[str, Any]  # root, split, n_images, selection, skipped, identifiers/annotations/images_sha256
     precisions: dict[str, str]  # model name -> precision ("FP32" for mxnet)
     parity: dict[str, dict[str, OutputParity]] = field(default_factory=dict)  # IR model -> output -> stats
     detection_parity: dict[str, DetectionParity] = field(default_factory=dict)

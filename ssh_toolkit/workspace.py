@@ -7,7 +7,7 @@ Layout under the workspace root (default ``./workspace``, or ``$SSH_TOOLKIT_WORK
                                          checkpoint.json (the Checkpoint record)
     ir/<kind>-<size>/<precision>/        <prefix>.xml/.bin + conversion.json
     data/wider-sample/                   the generated WIDER-layout sample dataset
-    cache/predictions/<key>/             per-image cached raw results of evaluate
+    cache/raw/<model key>/<sha[:2]>/<image sha>.npz   per-image raw outputs cached by evaluate
 """
 
 from __future__ import annotations

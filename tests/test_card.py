@@ -21,7 +21,7 @@ def test_default_card_matches_the_spec(card):
     assert card.checkpoint.params_file == "sshb-0000.params"
     assert card.checkpoint.symbol_file == "sshb-symbol.json"
     assert card.checkpoint.size == 73_316_283
-    assert card.strides == (32, 16, 8)
+    assert card.strides == (32, 16, 8) == card.protocol.strides
     assert card.output_names[:2] == ("rpn_cls_prob_reshape_stride32", "rpn_bbox_pred_stride32")
     assert card.anchors.per_position == 2
     assert card.protocol.keep_top_k == 1000 and card.protocol.nms_threshold == 0.3
@@ -50,6 +50,7 @@ def test_tolerance_lookup_prefers_name_then_kind_then_default(card):
     (lambda d: d["outputs"][0].update(kind="logits"), "key 'outputs[0].kind'"),
     (lambda d: d["outputs"].pop(1), "stride 32 has no output of kind 'deltas'"),
     (lambda d: d["protocol"].update(nms_threshold=None), "key 'protocol.nms_threshold': expected a number"),
+    (lambda d: d["protocol"].update(strides=[32, 16]), "key 'protocol.strides': must list each output stride"),
     (lambda d: d["protocol"].update(include_boundaries="yes"), "expected true or false"),
     (lambda d: d["tolerances"].pop("FP16"), "key 'tolerances.FP16': missing"),
     (lambda d: d["tolerances"]["FP32"].update(bogus={"atol": 1, "rtol": 0, "min_cosine": 1}),
@@ -63,6 +64,16 @@ def test_invalid_card_names_file_and_key(tmp_path, mutate, message):
     assert message in str(e.value)
     assert str(path) in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_stride_order_comes_from_the_protocol_not_the_output_listing(tmp_path):
+    """Listing outputs in the IR's order (16, 32, 8) must not change the decode order that breaks ties."""
+    def reorder(d):
+        d["outputs"] = d["outputs"][2:4] + d["outputs"][0:2] + d["outputs"][4:]
+
+    card = load_card(_write(tmp_path, reorder))
+    assert card.output_names[0] == "rpn_cls_prob_reshape_stride16"
+    assert card.strides == (32, 16, 8)
 
 
 def test_missing_and_unparsable_card(tmp_path):

@@ -147,3 +147,50 @@ def test_official_wider_ap_is_a_separate_metric(card, ws_copy, sample_root, tmp_
         (mats / "wider_hard_val.mat").unlink()
         _eval(card, ws, ck, sample_root, tmp_path / "run2", models=["mxnet"], official_gt=mats)
     assert not (tmp_path / "run2").exists()
+
+
+def test_corrupt_cache_entry_is_dropped_and_reinferred(card, ws_copy, sample_root, tmp_path):
+    ws, ck = ws_copy
+    _eval(card, ws, ck, sample_root, tmp_path / "run0", models=["mxnet"], limit=2)
+    entries = sorted((ws.cache / "raw").rglob("*.npz"))
+    assert len(entries) == 2
+    entries[0].write_bytes(entries[0].read_bytes()[:100])  # truncated by something outside the toolkit
+    with pytest.raises(InputDataError, match=r"corrupt cache entry \(BadZipFile\); deleted it, run the same"):
+        _eval(card, ws, ck, sample_root, tmp_path / "run1", models=["mxnet"], limit=2)
+    assert not entries[0].exists() and not (tmp_path / "run1").exists()
+    ev = _eval(card, ws, ck, sample_root, tmp_path / "run1", models=["mxnet"], limit=2)
+    assert ev.inferred == {"mxnet": 1}
+
+
+def test_cache_key_follows_the_preprocessing(card, ws_copy, sample_root, tmp_path):
+    """A changed mean in the card must not be served the old raw outputs."""
+    import dataclasses
+
+    from ssh_toolkit.card import SidePreprocess
+
+    ws, ck = ws_copy
+    first = _eval(card, ws, ck, sample_root, tmp_path / "a", models=["mxnet"], limit=1)
+    shifted = dataclasses.replace(card, preprocess={**card.preprocess, "mxnet": SidePreprocess("RGB", (0.0, 0.0, 0.0))})
+    second = _eval(shifted, ws, ck, sample_root, tmp_path / "b", models=["mxnet"], limit=1)
+    assert first.inferred == second.inferred == {"mxnet": 1}
+
+
+def test_a_foreign_report_folder_is_never_replaced(card, ws_copy, sample_root, tmp_path):
+    ws, ck = ws_copy
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "precious.txt").write_text("keep me")
+    with pytest.raises(UsageError, match=r"mine: exists and was not written by ssh-toolkit \(no summary.json\)"):
+        _eval(card, ws, ck, sample_root, mine, models=["mxnet"], limit=1)
+    assert (mine / "precious.txt").read_text() == "keep me"
+    assert not (ws.cache / "raw").exists()  # refused before any inference
+    # a folder the toolkit wrote is replaced as a whole
+    _eval(card, ws, ck, sample_root, tmp_path / "run", models=["mxnet"], limit=1)
+    _eval(card, ws, ck, sample_root, tmp_path / "run", models=["mxnet"], limit=1)
+    assert (tmp_path / "run" / "summary.json").is_file()
+
+    from ssh_toolkit.sample import make_sample
+
+    with pytest.raises(UsageError, match="no ssh_toolkit_sample.json"):
+        make_sample(mine)
+    assert (mine / "precious.txt").read_text() == "keep me"

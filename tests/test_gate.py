@@ -151,6 +151,16 @@ def test_real_weights_are_held_against_the_published_map(card):
     assert "stand-in" not in r.verdict()
 
 
+def test_reference_rule_skipped_at_another_input_size(card):
+    full = {"root": "/data/WIDER", "split": "val", "n_images": 3226, "identifiers_sha256": "ef" * 32, "skipped": 0}
+    real = make_summary(weights="real", checkpoint_kind="real", n_images=3226, dataset=full, input_size=320,
+                        map={"mxnet": 80.0, "ir-fp32": 80.0, "ir-fp16": 79.95})
+    r = check_gate(real, None, card)
+    assert r and _line(r, "map_vs_reference[mxnet]") == (
+        "SKIP | map_vs_reference[mxnet] | mAP 80.000: evaluated at 320x320, the published figure is at 640x640: "
+        "not compared with the published 84.80 %")
+
+
 def test_reference_rule_skipped_on_a_subset_of_the_reference_dataset(card):
     assert card.reference_n_images == 3226
     real = make_summary(weights="real", checkpoint_kind="real", map={"mxnet": 80.0, "ir-fp32": 80.0,
@@ -231,6 +241,8 @@ def test_box_match_rate_per_precision(card):
      "dataset.identifiers_sha256 ababababab"),
     (dict(n_images=20, dataset={"split": "val", "n_images": 20, "identifiers_sha256": "ab" * 32}),
      "n_images 50 vs 20; dataset.n_images 50 vs 20"),
+    (dict(dataset={"split": "val", "n_images": 50, "identifiers_sha256": "ab" * 32,
+                   "annotations_sha256": "12" * 32}), "dataset.annotations_sha256 None vs 1212"),
 ])
 def test_incomparable_baseline_is_an_input_error(card, change, message):
     base = Baseline.from_run(make_summary())

@@ -109,3 +109,21 @@ def test_gate_errors_and_report_comparison(default_run, tmp_path):
     assert "good" in r.output and "again" in r.output and "delta" in r.output
     assert re.search(r"map\[mxnet\]\s+[\d.]+\s+[\d.]+\s+[+-]?0\.0+", r.output), r.output
     assert out.is_file() and "data:image/png;base64," in out.read_text()
+
+
+def test_readme_python_api_example_runs(default_run, monkeypatch):
+    """The README's notebook example, executed as written against the default run's workspace."""
+    root, _ = default_run
+    repo = Path(__file__).resolve().parent.parent
+    text = (repo / "README.md").read_text()
+    code = re.search(r"## Python API.*?```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("SSH_TOOLKIT_WORKSPACE", str(root / "ws"))
+    scope: dict = {}
+    try:
+        exec(compile(code, "README.md", "exec"), scope)
+        assert scope["ev"].summary.map["mxnet"] > 10
+        assert scope["ev"].inferred == {"mxnet": 0, "ir-fp32": 0, "ir-fp16": 0}  # all from the cache
+    finally:
+        if "ev" in scope:
+            shutil.rmtree(scope["ev"].run_dir, ignore_errors=True)

@@ -127,11 +127,11 @@ def test_deterministic(sample_root, tmp_path):
     assert all(other[k] != v for k, v in same_names.items())
 
 
-def test_replaces_existing_dir_and_cycles_templates(tmp_path):
+def test_replaces_an_earlier_sample_and_cycles_templates(tmp_path):
     out = tmp_path / "data"
-    out.mkdir()
+    make_sample(out, seed=1, n_images=2)
     (out / "stale.txt").write_text("old")
-    make_sample(out, seed=3, n_images=16)
+    make_sample(out, seed=3, n_images=16)  # the folder holds a sample manifest: it is ours to replace
     assert not (out / "stale.txt").exists()
     ds = open_wider(out)
     assert len(ds) == 16 and len(set(ds.identifiers)) == 16

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import mxnet as mx
 import numpy as np
 import pytest
 
@@ -14,8 +15,6 @@ from ssh_toolkit.card import load_card
 from ssh_toolkit.preprocess import to_tensor
 from ssh_toolkit.toy import TOY_KIND, build_toy_symbol, stride_geometry, synthesize_toy
 from ssh_toolkit.workspace import Checkpoint
-
-mx = pytest.importorskip("mxnet")
 
 SIZE = 256  # the tests' input size (any multiple of 32 >= 128 works)
 BACKGROUND = 60  # sample background level (40..90)
