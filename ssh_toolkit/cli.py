@@ -180,7 +180,7 @@ def compare(
         "--images", help="Folder of images (searched recursively).")] = None,
     data_root: Annotated[Optional[Path], typer.Option(
         "--data-root", help="A WIDER-layout dataset; its first --limit images are used.")] = None,
-    limit: Annotated[int, typer.Option(help="Number of images.")] = 2,
+    limit: Annotated[int, typer.Option(min=1, help="Number of images.")] = 2,
     weights: WeightsOpt = "auto",
     precision: Precisions = None,
     input_size: InputSize = None,
