@@ -194,3 +194,38 @@ def test_a_foreign_report_folder_is_never_replaced(card, ws_copy, sample_root, t
     with pytest.raises(UsageError, match="no ssh_toolkit_sample.json"):
         make_sample(mine)
     assert (mine / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_where_it_stopped(card, standin_ws, sample_root, tmp_path):
+    """A real kill -9 of `ssh-toolkit evaluate` part-way, then the same command: only the rest is inferred."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ws = tmp_path / "ws"
+    shutil.copytree(standin_ws[0].checkpoint_dir("standin"), ws / "checkpoints" / "standin")
+    cmd = [sys.executable, "-m", "ssh_toolkit.cli", "evaluate", "-w", str(ws), "--weights", "standin",
+           "--model", "mxnet", "--data-root", str(sample_root), "--limit", "6", "--input-size", "640"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*cmd, "--report-dir", str(tmp_path / "run0")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = ws / "cache" / "raw"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(cache.rglob("*.npz"))) < 2:
+        assert proc.poll() is None, "evaluate finished before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(cache.rglob("*.npz")))
+    assert 2 <= done < 6 and not (tmp_path / "run0").exists()
+
+    r = subprocess.run([*cmd, "--report-dir", str(tmp_path / "run1")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"({6} images, {6 - done} inferred)" in r.stdout
+    again = subprocess.run([*cmd, "--report-dir", str(tmp_path / "run2")], env=env, capture_output=True, text=True)
+    assert "(6 images, from cache)" in again.stdout
+    s1, s2 = RunSummary.load(tmp_path / "run1"), RunSummary.load(tmp_path / "run2")
+    assert s1.map == s2.map and s1.n_images == 6
