@@ -17,7 +17,7 @@ from ssh_toolkit.architecture import (
     default_outputs,
     parameter_shapes,
 )
-from ssh_toolkit.card import OutputSpec, load_card
+from ssh_toolkit.card import OutputSpec
 from ssh_toolkit.errors import CardError
 from ssh_toolkit.outputs import canonical_name
 
@@ -37,11 +37,6 @@ SPEC_ORDER = (
     "rpn_cls_prob_reshape_stride16", "rpn_bbox_pred_stride16",
     "rpn_cls_prob_reshape_stride8", "rpn_bbox_pred_stride8",
 )
-
-
-@pytest.fixture(scope="module")
-def card():
-    return load_card()
 
 
 @pytest.fixture(scope="module")

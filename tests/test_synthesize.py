@@ -8,17 +8,11 @@ import numpy as np
 import pytest
 
 from ssh_toolkit.architecture import build_ssh_symbol, count_parameters
-from ssh_toolkit.card import load_card
 from ssh_toolkit.outputs import canonical_name
 from ssh_toolkit.synthesize import bilinear_kernel, synthesize_standin
 from ssh_toolkit.workspace import Checkpoint
 
 SMALL = 128  # forward passes at 128x128 cost ~0.2 s instead of ~2 s at 640
-
-
-@pytest.fixture(scope="module")
-def card():
-    return load_card()
 
 
 @pytest.fixture(scope="module")

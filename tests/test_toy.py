@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from ssh_toolkit.anchors import anchor_plane, base_anchors_by_stride
-from ssh_toolkit.card import load_card
 from ssh_toolkit.preprocess import to_tensor
 from ssh_toolkit.toy import TOY_KIND, build_toy_symbol, stride_geometry, synthesize_toy
 from ssh_toolkit.workspace import Checkpoint
@@ -19,11 +18,6 @@ from ssh_toolkit.workspace import Checkpoint
 SIZE = 256  # the tests' input size (any multiple of 32 >= 128 works)
 BACKGROUND = 60  # sample background level (40..90)
 FACE = 215  # sample face level (200..230)
-
-
-@pytest.fixture(scope="module")
-def card():
-    return load_card()
 
 
 @pytest.fixture(scope="module")
