@@ -6,7 +6,7 @@ because timings on a small shared machine swing by ~1.7x between runs, so only s
 
 1. Throughput of our OpenVINO inference phase. A temporary workspace gets the stand-in SSH checkpoint (or
    the toy detector with ``--kind toy``), an FP32 IR at ``--input-size`` and ``--images`` sample images.
-   * ours: :func:`ssh_toolkit.evaluate.infer_missing` for ``ir-fp32`` with an empty cache, i.e. image
+   * ours: :func:`ssh_toolkit.evaluation.infer_missing` for ``ir-fp32`` with an empty cache, i.e. image
      decoding, resizing, inference and writing the raw-output cache. Reported three ways: *all-in* (images /
      wall clock, model compile included), *excl. compile*, and *steady* ((n-1) / time between the first and
      the last finished image: no compile, no first-inference warm-up; the figure that predicts a 3,226-image
@@ -15,7 +15,7 @@ because timings on a small shared machine swing by ~1.7x between runs, so only s
      its figure (count / duration) excludes compile, warm-up and image decoding.
    * variant (unless ``--no-variant``): ours again with OpenVINO's default latency hint (one stream, one
      request at a time) instead of evaluate's ``PERFORMANCE_HINT: THROUGHPUT``, to show what that is worth.
-   Also the split of one end-to-end :func:`ssh_toolkit.evaluate.evaluate` call (cold cache vs. the re-score
+   Also the split of one end-to-end :func:`ssh_toolkit.evaluation.evaluate` call (cold cache vs. the re-score
    with a warm cache).
 2. Metric time at WIDER FACE scale on identical synthetic predictions (3,226 images x 2,800 predictions,
    boxes clustered around ~12 GT faces per image, many of them small, scores with ties): our
@@ -53,8 +53,9 @@ import numpy as np
 
 from ssh_toolkit.card import ModelCard, Protocol, load_card
 from ssh_toolkit.convert import ConvertedModel, convert
-from ssh_toolkit.detections import Detections
-from ssh_toolkit.evaluate import (
+from ssh_toolkit.data.sample import make_sample
+from ssh_toolkit.data.wider import WiderDataset, open_wider
+from ssh_toolkit.evaluation import (
     DATASET_CONFIG,
     ModelUnderTest,
     RawCache,
@@ -65,10 +66,9 @@ from ssh_toolkit.evaluate import (
     score_model,
 )
 from ssh_toolkit.metric.average_precision import MapAccumulator
-from ssh_toolkit.outputs import RawOutputs
+from ssh_toolkit.model.detections import Detections
+from ssh_toolkit.model.outputs import RawOutputs
 from ssh_toolkit.runners.openvino import PARITY_CONFIG, OpenVINORunner
-from ssh_toolkit.sample import make_sample
-from ssh_toolkit.wider import WiderDataset, open_wider
 from ssh_toolkit.workspace import Checkpoint, Workspace
 
 WIDER_VAL_IMAGES = 3226
@@ -116,11 +116,11 @@ def prepare(root: Path, kind: str, size: int, n_images: int) -> Setup:
     ws = Workspace(root)
     start = time.perf_counter()
     if kind == "toy":
-        from ssh_toolkit.toy import synthesize_toy
+        from ssh_toolkit.standins.toy import synthesize_toy
 
         ck = synthesize_toy(card, ws.checkpoint_dir("toy"))
     else:
-        from ssh_toolkit.synthesize import synthesize_standin
+        from ssh_toolkit.standins.synthesize import synthesize_standin
 
         ck = synthesize_standin(card, ws.checkpoint_dir("standin"), seed=0)
     ir = convert(card, ck, ws, "FP32", size)

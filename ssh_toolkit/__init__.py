@@ -2,8 +2,7 @@
 
 The Python API behind the CLI (each name is importable from its module as well)::
 
-    from ssh_toolkit import load_card, Workspace, ensure_checkpoint, convert_all, check_gate
-    from ssh_toolkit.evaluate import evaluate      # (a module of the same name shadows it at package level)
+    from ssh_toolkit import load_card, Workspace, ensure_checkpoint, convert_all, evaluate, check_gate
 """
 
 import os as _os
@@ -22,10 +21,14 @@ _API = {
     "ensure_checkpoint": "pipeline",
     "run_pipeline": "pipeline",
     "convert_all": "convert",
-    "run_parity": "parity",
-    "compare_outputs": "compare",
-    "check_gate": "gate",
-    "gate_run": "gate",
+    "run_parity": "compare",
+    "compare_outputs": "metric.parity",
+    "evaluate": "evaluation",
+    "load_irs": "evaluation",
+    "default_baseline": "pipeline",
+    "Baseline": "gate.rules",
+    "check_gate": "gate.rules",
+    "gate_run": "gate.rules",
 }
 __all__ = sorted(_API)
 

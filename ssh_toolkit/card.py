@@ -1,4 +1,4 @@
-"""The model card: everything model-specific, loaded from ``pipelines/<model>.yaml`` and validated.
+"""The model card: everything model-specific, loaded from ``ssh_toolkit/pipelines/<model>.yaml`` (package data) or a file of the user's and validated.
 
 Nothing else in the toolkit hard-codes a model constant; it takes a :class:`ModelCard`.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,7 +15,8 @@ import yaml
 
 from .errors import CardError
 
-PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+# The embedded cards are package data, so an installed wheel finds them from any folder.
+PIPELINES_DIR = Path(str(resources.files("ssh_toolkit") / "pipelines"))
 DEFAULT_CARD = PIPELINES_DIR / "ssh-mxnet.yaml"
 PRECISIONS = ("FP32", "FP16")
 OUTPUT_KINDS = ("scores", "deltas")

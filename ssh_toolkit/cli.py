@@ -197,9 +197,9 @@ def compare(
     Prints one PASS/FAIL line per output and precision with the smallest atol that would pass; writes the
     tables (CSV, JSON, Markdown) to the report folder. Exit 1 when an output exceeds its tolerance.
     """
+    from .compare import list_images, run_parity
     from .convert import ConvertedModel
-    from .parity import list_images, run_parity
-    from .report import write_parity_report
+    from .report.markdown import write_parity_report
 
     with errors_to_exit():
         card = _card(pipeline)
@@ -211,7 +211,7 @@ def compare(
         if images is not None:
             paths = list_images(images, limit)
         else:
-            from .wider import open_wider
+            from .data.wider import open_wider
 
             ds = open_wider(data_root)
             paths = [ds.image_path(item) for item in ds.select(limit=limit)]
@@ -248,7 +248,7 @@ def make_sample_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Generate the small deterministic sample dataset in the exact WIDER FACE val layout."""
-    from .sample import make_sample
+    from .data.sample import make_sample
 
     with errors_to_exit():
         root = make_sample(out or _workspace(workspace).sample_data, seed=seed)
@@ -258,7 +258,7 @@ def make_sample_cmd(
 def _shard(text: Optional[str]) -> Optional[tuple[int, int]]:
     if text is None:
         return None
-    from .wider import parse_shard
+    from .data.wider import parse_shard
 
     return parse_shard(text)
 
@@ -296,8 +296,8 @@ def evaluate(
     Raw outputs are cached per model and image: an interrupted run resumes, a re-run re-scores without
     inference. Writes summary.json, CSV/JSON tables and report.md into the run folder.
     """
-    from .evaluate import evaluate as do_evaluate
-    from .evaluate import load_irs
+    from .evaluation import evaluate as do_evaluate
+    from .evaluation import load_irs
 
     with errors_to_exit():
         if dataset != "wider":
@@ -331,7 +331,7 @@ def _print_evaluation(ev) -> None:
 
 
 def _print_gate(result) -> None:
-    from .gate import write_step_summary
+    from .gate.rules import write_step_summary
 
     for note in result.notes:
         typer.echo(note)
@@ -358,7 +358,7 @@ def gate(
     set). Exit 0 pass, 1 regression, 2 usage or input error (missing run folder or baseline, runs not
     comparable), 3 environment error.
     """
-    from .gate import gate_run
+    from .gate.rules import gate_run
 
     with errors_to_exit():
         result = gate_run(run_dir, baseline, _card(pipeline), update_baseline=update_baseline)
@@ -374,7 +374,7 @@ def report(
         "--out", help="HTML file [default: <run>/report.html, or reports/runs/compare-<A>-vs-<B>.html].")] = None,
 ) -> None:
     """Render a run as a self-contained HTML report (tables and plots), or compare several runs side by side."""
-    from .html_report import format_comparison, report_runs
+    from .report.html import format_comparison, report_runs
 
     with errors_to_exit():
         df, path = report_runs(run_dirs, out)

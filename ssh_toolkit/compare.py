@@ -1,195 +1,99 @@
-"""Pure numeric comparison of two models' raw outputs, per output, accumulated over any number of images.
-
-An output passes when ``|test - ref| <= atol + rtol * |ref|`` holds everywhere and the cosine similarity is at
-least ``min_cosine`` (tolerances from the card, per IR precision). Plain relative difference is meaningless
-where the reference is near zero (softmax probabilities of 1e-40), so ``max_rel`` only looks at elements with
-``|ref| >= REL_FLOOR`` and is informational.
-"""
+"""Numeric parity run: MXNet and each IR on the same images, each with its own preprocessing from the card."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
 
-import numpy as np
+from tqdm import tqdm
 
-from .card import ModelCard, Tolerance
-from .errors import BackendError
-from .outputs import RawOutputs
+from .card import ModelCard
+from .convert import ConvertedModel
+from .errors import InputDataError
+from .metric.parity import ParityAccumulator, ParityResult
+from .model.preprocess import resize, to_tensor
+from .runners.mxnet import MXNetRunner
+from .runners.openvino import OpenVINORunner
+from .workspace import Checkpoint
 
-REL_FLOOR = 1e-3
-# Quantiles over a whole dataset come from a log-spaced histogram of |diff|: 100 bins per decade from 1e-12 to
-# 1e4, i.e. within 2.3 % of the exact value (the upper edge of the bin is reported, so never understated).
-_EDGES = np.concatenate([[0.0], np.logspace(-12, 4, 1601)])
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-@dataclass(frozen=True)
-class OutputDiff:
-    name: str
-    shape: tuple[int, ...]
-    n_values: int
-    max_abs: float
-    mean_abs: float
-    median_abs: float
-    p99_abs: float
-    max_rel: float
-    cosine: float
-    psnr_db: float
-    min_passing_atol: float  # the smallest atol that would pass with this rtol
-    tolerance: Tolerance
-    passed: bool
-    problem: str = ""  # a shape mismatch or NaN, when there is one
-
-    def verdict_line(self) -> str:
-        tol = self.tolerance
-        head = "PASS" if self.passed else "FAIL"
-        if self.problem:
-            return f"{head} | {self.name} | {self.problem}"
-        return (f"{head} | {self.name} | max_abs={self.max_abs:.3e} (needs atol>={self.min_passing_atol:.3e}, "
-                f"atol={tol.atol:.1e} rtol={tol.rtol:.1e}) | cosine={self.cosine:.9f} (min {tol.min_cosine})")
+def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputDataError(f"{folder}: image folder not found")
+    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise InputDataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return images[:limit] if limit else images
 
 
 @dataclass
-class DiffAccumulator:
-    """Running statistics of ``test - ref`` for one output."""
+class ParityRun:
+    """The results of one ``compare``: one ParityResult per IR, plus the optional swapped-channel self-check."""
 
-    name: str
-    rtol: float
-    shape: tuple[int, ...] | None = None
-    n: int = 0
-    sum_abs: float = 0.0
-    sum_sq: float = 0.0
-    dot: float = 0.0
-    ref_sq: float = 0.0
-    test_sq: float = 0.0
-    max_abs: float = 0.0
-    max_rel: float = 0.0
-    min_atol: float = 0.0
-    ref_min: float = math.inf
-    ref_max: float = -math.inf
-    problem: str = ""
-    hist: np.ndarray = field(default_factory=lambda: np.zeros(len(_EDGES), np.int64))
-
-    def update(self, ref: np.ndarray, test: np.ndarray) -> "DiffAccumulator":
-        if ref.shape != test.shape:
-            self.problem = self.problem or f"shape mismatch: reference {ref.shape} vs test {test.shape}"
-            return self
-        self.shape = tuple(ref.shape)
-        r = ref.astype(np.float64, copy=False).ravel()
-        t = test.astype(np.float64, copy=False).ravel()
-        if not (np.isfinite(r).all() and np.isfinite(t).all()):
-            self.problem = self.problem or "non-finite values (NaN or inf) in an output"
-            return self
-        d = np.abs(t - r)
-        self.n += d.size
-        self.sum_abs += float(d.sum())
-        self.sum_sq += float(np.dot(d, d))
-        self.dot += float(np.dot(r, t))
-        self.ref_sq += float(np.dot(r, r))
-        self.test_sq += float(np.dot(t, t))
-        if d.size:
-            self.max_abs = max(self.max_abs, float(d.max()))
-            self.min_atol = max(self.min_atol, float((d - self.rtol * np.abs(r)).max()))
-            big = np.abs(r) >= REL_FLOOR
-            if big.any():
-                self.max_rel = max(self.max_rel, float((d[big] / np.abs(r[big])).max()))
-            self.ref_min = min(self.ref_min, float(r.min()))
-            self.ref_max = max(self.ref_max, float(r.max()))
-            # bin i holds values in (_EDGES[i-1], _EDGES[i]]; bin 0 holds exact zeros.
-            self.hist += np.bincount(np.searchsorted(_EDGES, d, side="left").clip(0, len(_EDGES) - 1),
-                                     minlength=len(_EDGES))
-        return self
-
-    def histogram(self) -> tuple[np.ndarray, np.ndarray]:
-        """Non-empty bins of |diff|: (upper edge, count); an upper edge of 0 counts exact zeros."""
-        nz = np.flatnonzero(self.hist)
-        return _EDGES[nz], self.hist[nz]
-
-    def quantile(self, q: float) -> float:
-        if self.n == 0:
-            return 0.0
-        idx = int(np.searchsorted(np.cumsum(self.hist), math.ceil(q * self.n), side="left"))
-        return float(_EDGES[min(idx, len(_EDGES) - 1)])
-
-    def result(self, tol: Tolerance) -> OutputDiff:
-        if self.ref_sq == 0 and self.test_sq == 0:
-            cosine = 1.0
-        elif self.ref_sq == 0 or self.test_sq == 0:
-            cosine = 0.0
-        else:
-            cosine = self.dot / math.sqrt(self.ref_sq * self.test_sq)
-        mse = self.sum_sq / self.n if self.n else 0.0
-        peak = self.ref_max - self.ref_min if self.n else 0.0
-        psnr = math.inf if mse == 0 else (10 * math.log10(peak * peak / mse) if peak > 0 else -math.inf)
-        min_atol = max(0.0, self.min_atol)
-        passed = not self.problem and self.n > 0 and min_atol <= tol.atol and cosine >= tol.min_cosine
-        return OutputDiff(
-            name=self.name, shape=self.shape or (), n_values=self.n, max_abs=self.max_abs,
-            mean_abs=self.sum_abs / self.n if self.n else 0.0, median_abs=self.quantile(0.5),
-            p99_abs=self.quantile(0.99), max_rel=self.max_rel, cosine=cosine, psnr_db=psnr,
-            min_passing_atol=min_atol, tolerance=tol, passed=passed,
-            problem=self.problem or ("" if self.n else "no values compared"),
-        )
-
-
-@dataclass(frozen=True)
-class ParityResult:
-    """All outputs of one reference/test pair; truthy iff every output passed."""
-
-    reference: str
-    test: str
-    precision: str
-    n_images: int
-    diffs: tuple[OutputDiff, ...]
+    results: list[ParityResult]
+    images: list[Path]
+    input_size: int
+    self_check: list[ParityResult] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return all(d.passed for d in self.diffs)
-
-    @property
-    def failed(self) -> list[str]:
-        return [d.name for d in self.diffs if not d.passed]
+        return all(bool(r) for r in self.results)
 
     def to_frame(self):
         import pandas as pd
 
-        rows = []
-        for d in self.diffs:
-            rows.append({
-                "reference": self.reference, "test": self.test, "precision": self.precision,
-                "output": d.name, "shape": "x".join(map(str, d.shape)), "n_images": self.n_images,
-                "max_abs": d.max_abs, "mean_abs": d.mean_abs, "median_abs": d.median_abs, "p99_abs": d.p99_abs,
-                "max_rel": d.max_rel, "cosine": d.cosine, "psnr_db": d.psnr_db,
-                "min_passing_atol": d.min_passing_atol, "atol": d.tolerance.atol, "rtol": d.tolerance.rtol,
-                "min_cosine": d.tolerance.min_cosine, "passed": d.passed, "problem": d.problem,
-            })
-        return pd.DataFrame(rows)
+        return pd.concat([r.to_frame() for r in self.results], ignore_index=True)
+
+    def self_check_frame(self):
+        import pandas as pd
+
+        if not self.self_check:
+            return pd.DataFrame()
+        df = pd.concat([r.to_frame() for r in self.self_check], ignore_index=True)
+        return df.assign(test=df["test"] + "+swapped-channels")
 
 
-class ParityAccumulator:
-    """Compares ``test`` against ``ref`` output by output (matched by canonical name) over many images."""
+def run_parity(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedModel], images: Sequence[Path],
+               *, swap_channels_check: bool = False, progress: bool = True) -> ParityRun:
+    """Run MXNet (reference) and every IR on ``images``; accumulate per-output differences per IR.
 
-    def __init__(self, card: ModelCard, precision: str, reference: str = "mxnet", test: str = "") -> None:
-        self.card = card
-        self.precision = precision
-        self.reference = reference
-        self.test = test or f"ir-{precision.lower()}"
-        self.n_images = 0
-        self.acc = {name: DiffAccumulator(name, card.tolerance(precision, name).rtol) for name in card.output_names}
+    With ``swap_channels_check`` the IRs are also fed the wrong channel order (RGB instead of BGR), to show how
+    large the difference gets when preprocessing is wrong: a comparison that still passes then is useless.
+    """
+    from .data.wider import read_image
 
-    def update(self, ref: RawOutputs, test: RawOutputs) -> "ParityAccumulator":
-        for name, acc in self.acc.items():
-            for side in (ref, test):
-                if name not in side.arrays:
-                    raise BackendError(f"{side.runner}: output {name!r} missing; it has {sorted(side.arrays)}")
-            acc.update(ref[name], test[name])
-        self.n_images += 1
-        return self
-
-    def result(self) -> ParityResult:
-        diffs = tuple(acc.result(self.card.tolerance(self.precision, name)) for name, acc in self.acc.items())
-        return ParityResult(self.reference, self.test, self.precision, self.n_images, diffs)
-
-
-def compare_outputs(ref: RawOutputs, test: RawOutputs, card: ModelCard, precision: str) -> ParityResult:
-    """One image: compare every output the card declares."""
-    return ParityAccumulator(card, precision, ref.runner, test.runner).update(ref, test).result()
+    if not irs:
+        raise InputDataError("no IR to compare; run 'ssh-toolkit convert' first")
+    sizes = {ir.input_size for ir in irs}
+    if len(sizes) != 1:
+        raise InputDataError(f"the IRs were converted at different input sizes {sorted(sizes)}")
+    size = sizes.pop()
+    names = card.output_names
+    accs = [ParityAccumulator(card, ir.precision, "mxnet", ir.model_name) for ir in irs]
+    swapped = [ParityAccumulator(card, ir.precision, "mxnet", ir.model_name) for ir in irs] \
+        if swap_channels_check else []
+    ir_runners = [OpenVINORunner(ir.xml, names, name=ir.model_name) for ir in irs]
+    mx_runner = MXNetRunner(checkpoint, card.input.name, size, names)
+    # Read every image before loading models: a corrupt file should stop the run at once.
+    decoded = [read_image(p) for p in images]
+    with mx_runner:
+        for r in ir_runners:
+            r.activate()
+        try:
+            for i, image in enumerate(tqdm(decoded, desc="compare", unit="img", disable=not progress)):
+                resized = resize(image, size).image
+                ref = mx_runner.infer(to_tensor(resized, card.preprocess["mxnet"]))
+                ir_input = to_tensor(resized, card.preprocess["ir"])
+                for acc, runner in zip(accs, ir_runners):
+                    acc.update(ref, runner.infer(ir_input))
+                if swapped and i == 0:  # one image is enough to show the effect
+                    bad = to_tensor(resized, card.preprocess["ir"], swap_channels=True)
+                    for acc, runner in zip(swapped, ir_runners):
+                        acc.update(ref, runner.infer(bad))
+        finally:
+            for r in ir_runners:
+                r.deactivate()
+    return ParityRun([a.result() for a in accs], list(images), size, [a.result() for a in swapped])

@@ -14,8 +14,8 @@ from pathlib import Path
 from .card import ModelCard
 from .errors import ConversionError, InputDataError
 from .fileio import atomic_dir, sha256_file, write_json
-from .outputs import canonical_name
-from .report import versions
+from .model.outputs import canonical_name
+from .report.markdown import versions
 from .run_record import ir_model_name
 from .workspace import Checkpoint, Workspace
 

@@ -13,15 +13,17 @@ from typing import Callable
 from .card import ModelCard
 from .convert import ConvertedModel, convert_all
 from .errors import UsageError
-from .evaluate import Evaluation, evaluate
+from .evaluation import Evaluation, evaluate
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
-
-BASELINES_DIR = Path("reports") / "baselines"
 
 
 def default_baseline(card: ModelCard, kind: str, size: int) -> Path:
-    """``reports/baselines/<card>-<kind>-<size>.json`` next to the pipelines folder of the card."""
-    return card.path.resolve().parent.parent / BASELINES_DIR / f"{card.name}-{kind}-{size}.json"
+    """``baselines/<card>-<kind>-<size>.json`` beside the card's folder.
+
+    For the embedded card that is the package's own ``ssh_toolkit/baselines/``; for a card of yours in
+    ``<dir>/pipelines/<name>.yaml`` it is ``<dir>/baselines/``.
+    """
+    return card.path.resolve().parent.parent / "baselines" / f"{card.name}-{kind}-{size}.json"
 
 
 def ensure_checkpoint(card: ModelCard, ws: Workspace, weights: str, seed: int = 0,
@@ -46,9 +48,9 @@ def ensure_checkpoint(card: ModelCard, ws: Workspace, weights: str, seed: int = 
 def synthesize_checkpoint(card: ModelCard, ws: Workspace, kind: str, seed: int = 0) -> Checkpoint:
     """Write a generated stand-in checkpoint of ``kind`` (standin | toy) into the workspace."""
     if kind == "standin":
-        from .synthesize import synthesize_standin as make
+        from .standins.synthesize import synthesize_standin as make
     elif kind == "toy":
-        from .toy import synthesize_toy as make
+        from .standins.toy import synthesize_toy as make
     else:
         raise UsageError(f"--kind must be standin or toy, got {kind!r}")
     return make(card, ws.checkpoint_dir(kind), seed=seed)
@@ -68,9 +70,9 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
                  input_size: int | None = None, limit: int | None = None, baseline: Path | None = None,
                  run_dir: Path | None = None, progress: bool = True,
                  say: Callable[[str], None] = print) -> PipelineRun:
-    from .gate import Baseline, check_gate
-    from .html_report import write_html_report
-    from .sample import make_sample
+    from .data.sample import make_sample
+    from .gate.rules import Baseline, check_gate
+    from .report.html import write_html_report
 
     size = input_size or card.input.size
     ck = ensure_checkpoint(card, ws, weights, say=say)

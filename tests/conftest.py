@@ -23,7 +23,7 @@ def card():
 def standin_ws(tmp_path_factory, card):
     """A workspace with the seeded stand-in checkpoint converted to FP32 and FP16 at SMALL input size."""
     from ssh_toolkit.convert import convert
-    from ssh_toolkit.synthesize import synthesize_standin
+    from ssh_toolkit.standins.synthesize import synthesize_standin
 
     ws = Workspace(tmp_path_factory.mktemp("standin-ws"))
     ck = synthesize_standin(card, ws.checkpoint_dir("standin"), seed=0)
@@ -33,7 +33,7 @@ def standin_ws(tmp_path_factory, card):
 
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory) -> Path:
-    from ssh_toolkit.sample import make_sample
+    from ssh_toolkit.data.sample import make_sample
 
     return make_sample(tmp_path_factory.mktemp("data") / "wider-sample", seed=0)
 

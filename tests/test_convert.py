@@ -56,7 +56,7 @@ def test_up_to_date_ir_is_reused_and_a_changed_checkpoint_is_not(card, standin_w
 
 def test_fp32_ir_matches_mxnet_at_small_size(card, standin_ws):
     """The folded preprocessing is right: BGR 0..255 into the IR equals RGB-minus-mean into MXNet."""
-    from ssh_toolkit.preprocess import to_tensor
+    from ssh_toolkit.model.preprocess import to_tensor
 
     ws, ck, irs = standin_ws
     img = np.random.default_rng(0).integers(0, 256, (SMALL, SMALL, 3)).astype(np.float32)

@@ -1,6 +1,6 @@
 """The OpenVINO Accuracy Checker (AC) as oracle (spec §9): its classes and ours, side by side.
 
-* decode: AC's ``RetinaFaceAdapter`` vs :func:`ssh_toolkit.decode.decode` on seeded random raw outputs
+* decode: AC's ``RetinaFaceAdapter`` vs :func:`ssh_toolkit.model.decode.decode` on seeded random raw outputs
   (several input sizes, heavy score ties, extreme deltas, a keep_top_k that bites): boxes and scores
   identical, same order.
 * metric: AC's ``PostprocessingExecutor`` (cast_to_int, clip_boxes, filter) + ``DetectionMAP`` vs
@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from ssh_toolkit.card import load_card
-from ssh_toolkit.decode import decode
-from ssh_toolkit.detections import Detections
 from ssh_toolkit.metric.average_precision import MapAccumulator
 from ssh_toolkit.metric.postprocess import prepare_ground_truth
+from ssh_toolkit.model.decode import decode
+from ssh_toolkit.model.detections import Detections
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -26,7 +26,7 @@ from typing import Iterable
 import numpy as np
 
 from ..card import Protocol
-from ..detections import Detections, GroundTruth
+from ..model.detections import Detections, GroundTruth
 from .match import match_image
 from .postprocess import prepare_detections, prepare_ground_truth
 

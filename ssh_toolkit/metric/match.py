@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .overlap import metric_iou
+from ..model.overlap import metric_iou
 
 
 @dataclass(frozen=True)

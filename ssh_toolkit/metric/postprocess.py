@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..card import Protocol
-from ..detections import Detections, GroundTruth
+from ..model.detections import Detections, GroundTruth
 
 _ROUND = {"nearest": np.rint, "nearest_to_zero": np.trunc, "lower": np.floor, "greater": np.ceil}
 

@@ -46,8 +46,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from ..detections import Detections
 from ..errors import InputDataError
+from ..model.detections import Detections
 from .average_precision import voc_ap
 
 LABEL = "WIDER FACE official AP (Easy/Medium/Hard; not comparable with the OMZ mAP)"

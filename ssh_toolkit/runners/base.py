@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import BackendError
-from ..outputs import RawOutputs
+from ..model.outputs import RawOutputs
 
 
 class Runner(ABC):

@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import BackendError
-from ..outputs import RawOutputs
+from ..model.outputs import RawOutputs
 from .base import Runner
 
 # Pin f32 execution: CPUs with AMX/bf16 would otherwise run an FP32 IR in bf16 and parity would be meaningless.

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from ssh_toolkit.card import load_card
-from ssh_toolkit.detections import Detections, GroundTruth
 from ssh_toolkit.metric.average_precision import MapAccumulator, precision_recall, voc_ap
 from ssh_toolkit.metric.match import match_image
+from ssh_toolkit.model.detections import Detections, GroundTruth
 
 P = load_card().protocol
 
@@ -146,7 +146,7 @@ def test_fp_in_tie_does_not_mark_unused_face():
 
 def naive_match(boxes, gt, diff, thr=0.5):
     """Straight transcription of spec §5.2, one prediction at a time (test reference)."""
-    from ssh_toolkit.metric.overlap import metric_iou
+    from ssh_toolkit.model.overlap import metric_iou
     tp, fp = np.zeros(len(boxes), bool), np.zeros(len(boxes), bool)
     used = np.zeros(len(gt), bool)
     for r, b in enumerate(boxes):

@@ -5,7 +5,6 @@ import dataclasses
 import numpy as np
 
 from ssh_toolkit.card import load_card
-from ssh_toolkit.detections import Detections, GroundTruth
 from ssh_toolkit.metric.postprocess import (
     cast_boxes,
     clip_boxes,
@@ -13,6 +12,7 @@ from ssh_toolkit.metric.postprocess import (
     prepare_detections,
     prepare_ground_truth,
 )
+from ssh_toolkit.model.detections import Detections, GroundTruth
 
 P = load_card().protocol
 

@@ -8,7 +8,6 @@ import pytest
 import scipy.io
 from conftest import cell, write_mats
 
-from ssh_toolkit.detections import Detections
 from ssh_toolkit.errors import InputDataError
 from ssh_toolkit.metric.wider_official import (
     NO_GROUND_TRUTH,
@@ -17,6 +16,7 @@ from ssh_toolkit.metric.wider_official import (
     official_ap,
     official_iou,
 )
+from ssh_toolkit.model.detections import Detections
 
 # One image, four faces (x y w h): f0, f1 listed everywhere, f2 from Medium on, f3 (small) only in Hard.
 FACES = np.array([[10, 10, 50, 60], [100, 10, 50, 60], [200, 10, 50, 60], [300, 10, 20, 20]], float)

@@ -1,0 +1,34 @@
+"""Writing an MXNet checkpoint (symbol JSON + params) reproducibly and atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..fileio import atomic_dir, sha256_file
+from ..workspace import Checkpoint
+
+
+def save_checkpoint(symbol, arg_params: Mapping[str, np.ndarray], aux_params: Mapping[str, np.ndarray],
+                    directory: str | Path, prefix: str, epoch: int, kind: str, seed: int | None) -> Checkpoint:
+    """Write ``<prefix>-symbol.json``, ``<prefix>-<epoch:04d>.params`` and ``checkpoint.json`` into ``directory``.
+
+    Parameters are saved in sorted key order as float32 so the same inputs give byte-identical files.
+    The directory is replaced as a whole, so an interrupted write leaves the old one (or none).
+    """
+    import mxnet as mx
+
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        (tmp / f"{prefix}-symbol.json").write_text(symbol.tojson(), encoding="utf-8")
+        blob = {f"arg:{k}": mx.nd.array(np.asarray(arg_params[k], np.float32), dtype="float32")
+                for k in sorted(arg_params)}
+        blob.update({f"aux:{k}": mx.nd.array(np.asarray(aux_params[k], np.float32), dtype="float32")
+                     for k in sorted(aux_params)})
+        params = tmp / f"{prefix}-{epoch:04d}.params"
+        mx.nd.save(str(params), blob)
+        ck = Checkpoint(directory, prefix, epoch, kind, sha256_file(params), seed)
+        Checkpoint(tmp, prefix, epoch, kind, ck.params_sha256, seed).save()
+    return ck

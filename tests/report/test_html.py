@@ -1,0 +1,215 @@
+"""The HTML report and run comparison on hand-made run folders (summary.json + the CSV tables)."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ssh_toolkit.errors import InputDataError
+from ssh_toolkit.report import html as html_report
+from ssh_toolkit.report.html import (
+    compare_runs,
+    format_comparison,
+    render_html,
+    report_runs,
+    write_html_report,
+)
+from ssh_toolkit.report.markdown import standin_banner
+from ssh_toolkit.run_record import DetectionParity, OutputParity, RunSummary
+
+OUTPUTS = ("rpn_cls_prob_reshape_stride32", "rpn_bbox_pred_stride32", "rpn_cls_prob_reshape_stride16",
+           "rpn_bbox_pred_stride16", "rpn_cls_prob_reshape_stride8", "rpn_bbox_pred_stride8")
+PNG_SRC = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+MAX_ABS = {"ir-fp32": 3.1e-6, "ir-fp16": 1.6e-2}
+
+
+def make_run(root, run_id="20251125-120000-toy", *, maps=None, irs=("ir-fp32", "ir-fp16"), weights="stand-in",
+             kind="toy", input_size=640, tables=True):
+    """A run folder as evaluate writes it; ``maps`` overrides mAP per model, ``irs=()`` is an MXNet-only run."""
+    maps = maps or {"mxnet": 71.234, "ir-fp32": 71.231, "ir-fp16": 71.180}
+    models = ["mxnet", *irs]
+    precision = {"mxnet": "FP32", "ir-fp32": "FP32", "ir-fp16": "FP16"}
+    parity, det, parity_rows, hist_rows = {}, {}, [], []
+    rng = np.random.default_rng(0)
+    edges = np.logspace(-12, 4, 1601)
+    for ir in irs:
+        atol = 1e-3 if ir == "ir-fp32" else 0.5
+        parity[ir] = {}
+        for o in OUTPUTS:
+            m = MAX_ABS[ir] * (1.0 if "bbox" in o else 0.5)
+            parity[ir][o] = OutputParity(max_abs=m, min_passing_atol=m, atol=atol, cosine=0.9999995,
+                                         min_cosine=0.999, passed=True)
+            parity_rows.append({"reference": "mxnet", "test": ir, "precision": precision[ir], "output": o,
+                                "shape": "1x4x20x20", "n_images": 50, "max_abs": m, "mean_abs": m / 40,
+                                "median_abs": m / 60, "p99_abs": m / 4, "max_rel": 1e-3, "cosine": 0.9999995,
+                                "psnr_db": 95.0, "min_passing_atol": m, "atol": atol, "rtol": 0.0,
+                                "min_cosine": 0.999, "passed": True, "problem": ""})
+            counts = np.histogram(np.abs(rng.normal(scale=m / 4, size=5000)), bins=np.concatenate([[0], edges]))[0]
+            hist_rows.append({"model": ir, "output": o, "upper_edge": 0.0, "count": 12})
+            hist_rows += [{"model": ir, "output": o, "upper_edge": e, "count": int(c)}
+                          for e, c in zip(edges, counts) if c]
+        det[ir] = DetectionParity(n_ref=400, n_test=401, matched=396, match_rate=0.99, only_ref=4, only_test=5,
+                                  mean_abs_score_diff=2e-4, max_abs_score_diff=3e-3, min_score=0.5, iou=0.9)
+    summary = RunSummary(
+        run_id=run_id, model="ssh-mxnet", map={m: maps[m] for m in models}, n_images=50, input_size=input_size,
+        protocol="omz-ac-retinaface-wider", protocol_params={"nms_threshold": 0.3, "overlap_threshold": 0.5},
+        weights=weights, checkpoint_kind=kind, note=standin_banner(weights, kind), reference_map=84.8,
+        dataset={"root": "/data/wider", "split": "val", "n_images": 50, "identifiers_sha256": "ab" * 32},
+        precisions={m: precision[m] for m in models}, parity=parity, detection_parity=det,
+        card_sha256="cd" * 32, versions={"python": "3.11.7", "openvino": "2023.3.0"},
+        created="2025-11-25T12:00:00+00:00")
+    d = root / run_id
+    summary.save(d)
+    if not tables:
+        return d
+    recall = np.linspace(0, 0.8, 200)
+    pd.DataFrame([{"model": m, "recall": r, "precision": 1 - 0.4 * r ** 2} for m in models for r in recall]
+                 ).to_csv(d / "pr_curves.csv", index=False)
+    pd.DataFrame([{"model": m, "map_percent": maps[m], "ap": maps[m] / 100, "n_images": 50, "n_pos": 500,
+                   "n_detections": 610, "n_tp": 420, "n_fp": 190} for m in models]).to_csv(d / "metrics.csv",
+                                                                                            index=False)
+    if irs:
+        pd.DataFrame(parity_rows).to_csv(d / "parity.csv", index=False)
+        pd.DataFrame(hist_rows).to_csv(d / "parity_histograms.csv", index=False)
+        pd.DataFrame([{"model": ir, **vars(v)} for ir, v in det.items()]).to_csv(d / "detection_parity.csv",
+                                                                                 index=False)
+    return d
+
+
+def _pngs(page: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in PNG_SRC.findall(page)]
+
+
+@pytest.fixture(scope="module")
+def standin_page(tmp_path_factory):
+    """One full stand-in run rendered once: the page and the matplotlib figures behind its images."""
+    figures = {}
+    real_png = html_report._png
+
+    def capture(fig, alt):
+        figures[alt] = fig
+        return real_png(fig, alt)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(html_report, "_png", capture)
+        page = render_html([make_run(tmp_path_factory.mktemp("runs"))])
+    return page, figures
+
+
+def test_single_run_page_is_self_contained_with_plots_banner_and_tables(standin_page):
+    page, _ = standin_page
+    pngs = _pngs(page)
+    assert page.count('<img class="plot"') == 3 == len(pngs)  # mAP bars, PR curves, |diff| histograms
+    assert all(p.startswith(b"\x89PNG\r\n\x1a\n") and len(p) > 5000 for p in pngs)
+    assert "http://" not in page and "https://" not in page and "<script" not in page and "<link" not in page
+    assert '<div class="banner"><strong>STAND-IN WEIGHTS</strong> (a toy detector' in page
+    assert "They are NOT the accuracy of SSH" in page
+    for text in ("<h2>Numeric parity (MXNet vs IR)</h2>", "<h2>Detection parity (MXNet vs IR)</h2>",
+                 "<h2>Per-model metrics</h2>", "rpn_bbox_pred_stride8", "match_rate", "71.234", "n_detections",
+                 "omz-ac-retinaface-wider", "openvino 2023.3.0"):
+        assert text in page, text
+    assert page.index('class="banner"') < page.index("<h2>Summary</h2>")
+
+
+def test_plots_carry_the_reference_line_and_log_axes(standin_page):
+    _, figs = standin_page
+    bars = figs["mAP per model"].axes[0]
+    assert "published 84.80 % (real weights)" in [t.get_text() for t in bars.get_legend().get_texts()]
+    assert any(list(line.get_ydata()) == [84.8, 84.8] for line in bars.get_lines())
+    pr = figs["precision-recall curves"].axes[0]
+    assert [t.get_text() for t in pr.get_legend().get_texts()] == [
+        "mxnet (mAP 71.23 %)", "ir-fp32 (mAP 71.23 %)", "ir-fp16 (mAP 71.18 %)"]
+    hist_axes = [a for a in figs["histograms of absolute output differences"].axes if a.get_visible()]
+    assert [a.get_title() for a in hist_axes] == list(OUTPUTS)
+    assert all(a.get_xscale() == "log" for a in hist_axes)
+
+
+def test_mxnet_only_run_and_missing_tables_are_handled(tmp_path):
+    page = render_html([make_run(tmp_path, irs=())])
+    assert len(_pngs(page)) == 2  # no histograms without parity
+    assert "No numeric parity in this run" in page and "No detection parity in this run" in page
+    bare = render_html([make_run(tmp_path / "bare", tables=False)])
+    assert len(_pngs(bare)) == 1  # only the mAP bar chart (from summary.json)
+    assert "No precision-recall curves in this run" in bare and "metrics.csv missing" in bare
+    # parity then comes from summary.json
+    assert "rpn_bbox_pred_stride8" in bare and "No |difference| histograms" in bare
+
+
+def test_unreadable_table_is_reported_not_fatal(tmp_path):
+    d = make_run(tmp_path, irs=())
+    (d / "pr_curves.csv").write_bytes(b"model,recall\n\xff\xfe\x00bad\n")
+    (d / "metrics.csv").write_text("")
+    page = render_html([d])
+    assert "pr_curves.csv: could not be read" in page and "metrics.csv missing" in page
+    (d / "pr_curves.csv").write_text("model,recall\nmxnet,0.5\n")
+    assert "pr_curves.csv: not used, column(s) precision missing" in render_html([d])
+
+
+def test_real_weights_have_no_banner(tmp_path):
+    page = render_html([make_run(tmp_path, weights="real", kind="real", tables=False)])
+    assert 'class="banner"' not in page and "STAND-IN" not in page
+
+
+def test_write_html_report_and_missing_run(tmp_path):
+    d = make_run(tmp_path, tables=False)
+    path = write_html_report(d)
+    assert path == d / "report.html" and path.read_text().startswith("<!DOCTYPE html>")
+    with pytest.raises(InputDataError, match="run folder not found"):
+        render_html([tmp_path / "nope"])
+
+
+def test_compare_two_runs_gives_deltas(tmp_path):
+    a = make_run(tmp_path, "run-a")
+    b = make_run(tmp_path, "run-b", maps={"mxnet": 71.534, "ir-fp32": 71.530, "ir-fp16": 71.100}, input_size=320)
+    df = compare_runs([a, b])
+    assert list(df.columns) == ["run-a", "run-b", "delta"]
+    assert df.index[:7].tolist() == ["weights", "checkpoint_kind", "input_size", "n_images", "dataset", "protocol",
+                                     "created"]
+    assert df.loc["map[mxnet]", "delta"] == pytest.approx(0.3)
+    assert df.loc["map[ir-fp16]", "delta"] == pytest.approx(-0.08)
+    assert df.loc["ir_vs_mxnet_drop[ir-fp16]", "run-a"] == pytest.approx(0.054)
+    assert df.loc["ir_vs_mxnet_drop[ir-fp16]", "delta"] == pytest.approx(0.38)
+    assert df.loc["input_size", "delta"] == -320
+    assert df.loc["weights", "delta"] == "" and df.loc["n_images", "delta"] == 0
+    assert df.loc["parity_max_abs[ir-fp16]", "run-b"] == pytest.approx(1.6e-2)
+    assert df.loc["box_match_rate[ir-fp32]", "delta"] == pytest.approx(0.0)
+    assert df.loc["version[openvino]", "run-a"] == "2023.3.0"
+    text = format_comparison(df)
+    assert text.loc["map[mxnet]"].tolist() == ["71.234", "71.534", "+0.300"]
+    assert text.loc["parity_max_abs[ir-fp32]"].tolist() == ["3.100e-06", "3.100e-06", "+0.000e+00"]
+    assert text.loc["parity_min_cosine[ir-fp16]", "run-a"] == "0.999999500"
+    assert text.loc["input_size"].tolist() == ["640", "320", "-320"]
+    assert "box_match_rate[ir-fp16]" in text.to_string()
+
+
+def test_compare_with_a_missing_model_and_three_runs(tmp_path):
+    a = make_run(tmp_path, "run-a")
+    b = make_run(tmp_path, "run-b", irs=())
+    df = compare_runs([a, b])
+    assert df.loc["map[ir-fp16]", "run-b"] is None and df.loc["map[ir-fp16]", "delta"] == ""
+    c = make_run(tmp_path, "run-c", weights="real", kind="real")
+    df3 = compare_runs([a, b, c])
+    assert list(df3.columns) == ["run-a", "run-b", "run-c"]
+    assert df3.loc["weights"].tolist() == ["stand-in", "stand-in", "real"]
+
+
+def test_report_runs_writes_single_and_comparison_pages(tmp_path):
+    a = make_run(tmp_path / "runs", "run-a")
+    df, path = report_runs([a])
+    assert path == a / "report.html" and list(df.columns) == ["run-a"]
+    b = make_run(tmp_path / "runs", "run-b", maps={"mxnet": 70.0}, irs=(), input_size=320)
+    df, path = report_runs([a, b])
+    assert path == (tmp_path / "runs" / "compare-run-a-vs-run-b.html").resolve()
+    page = path.read_text()
+    assert "delta" in df.columns and "<h2>Side by side</h2>" in page
+    assert "run-a and run-b are not directly comparable: input_size 640 vs 320." in page
+    assert page.count('<div class="banner"><strong>run-') == 2
+    assert len(_pngs(page)) == 3  # mAP, PR, run-a's |diff| histograms (run-b has no parity)
+    assert "http://" not in page and "https://" not in page
+    assert page.count("<details>") == 2
+    out = tmp_path / "cmp.html"
+    assert report_runs([a, b], out)[1] == out and out.is_file()
