@@ -51,6 +51,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ssh_toolkit.cache import RawCache, image_keys
 from ssh_toolkit.card import ModelCard, Protocol, load_card
 from ssh_toolkit.convert import ConvertedModel, convert
 from ssh_toolkit.data.sample import make_sample
@@ -58,9 +59,7 @@ from ssh_toolkit.data.wider import WiderDataset, open_wider
 from ssh_toolkit.evaluation import (
     DATASET_CONFIG,
     ModelUnderTest,
-    RawCache,
     evaluate,
-    image_keys,
     infer_missing,
     model_set,
     score_model,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,11 +23,12 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from .cache import CACHE_VERSION, RawCache, image_keys
 from .card import ModelCard
 from .convert import ConvertedModel
 from .data.wider import WiderDataset, open_wider, read_image
 from .errors import InputDataError, UsageError
-from .fileio import atomic_dir, atomic_path, check_replaceable, sha256_file
+from .fileio import atomic_dir, check_replaceable, sha256_file
 from .metric.average_precision import EvalResult, MapAccumulator
 from .metric.box_match import DetectionParityAccumulator
 from .metric.parity import ParityAccumulator, ParityResult
@@ -42,7 +42,6 @@ from .runners.mxnet import MXNetRunner
 from .runners.openvino import PARITY_CONFIG, OpenVINORunner
 from .workspace import Checkpoint, Workspace
 
-CACHE_VERSION = 1  # bump when the layout of a cache entry changes
 # Over a dataset, run several infer requests in parallel streams (benchmark_app's default); f32 stays pinned.
 # With the default latency hint OpenVINO compiles one stream and the async queue runs one request at a time.
 DATASET_CONFIG = {**PARITY_CONFIG, "PERFORMANCE_HINT": "THROUGHPUT"}
@@ -93,45 +92,6 @@ def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
                              f"(run 'ssh-toolkit convert' for missing IRs)")
         models = [available[n] for n in dict.fromkeys(names)]
     return models
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Cache of raw outputs: <workspace>/cache/raw/<model key>/<image sha[:2]>/<image sha>.npz
-
-
-class RawCache:
-    def __init__(self, root: Path, model_key: str) -> None:
-        self.dir = root / "raw" / model_key
-
-    def path(self, image_key: str) -> Path:
-        return self.dir / image_key[:2] / f"{image_key}.npz"
-
-    def has(self, image_key: str) -> bool:
-        return self.path(image_key).is_file()
-
-    def put(self, image_key: str, raw: RawOutputs, orig_hw: tuple[int, int]) -> None:
-        with atomic_path(self.path(image_key)) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, __orig_hw=np.asarray(orig_hw), __seconds=np.asarray(raw.seconds), **raw.arrays)
-
-    def get(self, image_key: str, runner: str) -> tuple[RawOutputs, tuple[int, int]]:
-        path = self.path(image_key)
-        try:
-            with np.load(path) as z:
-                arrays = {k: z[k] for k in z.files if not k.startswith("__")}
-                hw = tuple(int(v) for v in z["__orig_hw"])
-                seconds = float(z["__seconds"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            # Entries are written atomically, so this is outside damage: drop it so the next run re-infers it.
-            path.unlink(missing_ok=True)
-            raise InputDataError(f"{path}: corrupt cache entry ({type(e).__name__}); deleted it, run the same "
-                                 f"command again to re-infer that image") from None
-        return RawOutputs(arrays, runner, seconds), hw  # type: ignore[return-value]
-
-
-def image_keys(paths: Sequence[Path], progress: bool) -> list[str]:
-    return [sha256_file(p) for p in tqdm(paths, desc="hash images", unit="img", disable=not progress,
-                                         leave=False)]
 
 
 # ------------------------------------------------------------------------------------------------------------

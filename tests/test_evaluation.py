@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from conftest import SMALL
 
+from ssh_toolkit.cache import RawCache
 from ssh_toolkit.errors import InputDataError, UsageError
-from ssh_toolkit.evaluation import RawCache, evaluate, load_irs
+from ssh_toolkit.evaluation import evaluate, load_irs
 from ssh_toolkit.run_record import RunSummary
 from ssh_toolkit.workspace import Workspace
 
