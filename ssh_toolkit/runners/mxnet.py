@@ -23,7 +23,9 @@ class MXNetRunner(Runner):
         self._names: list[str] = []
 
     def _activate(self) -> None:
-        import mxnet as mx
+        from .mxnet_import import import_mxnet
+
+        mx = import_mxnet()
 
         ck = self.checkpoint
         try:
@@ -45,7 +47,9 @@ class MXNetRunner(Runner):
         self._names = sym.list_outputs()
 
     def _infer(self, tensor: np.ndarray) -> Mapping[str, np.ndarray]:
-        import mxnet as mx
+        from .mxnet_import import import_mxnet
+
+        mx = import_mxnet()
 
         exe = self._exe
         if tensor.shape != exe.arg_dict[self.input_name].shape:

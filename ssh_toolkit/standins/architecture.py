@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 from ..errors import CardError
 
 if TYPE_CHECKING:  # mxnet is imported lazily: importing this module must stay cheap.
-    import mxnet as mx
+    from ..runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
     from ..card import ModelCard
 
@@ -50,7 +52,9 @@ def default_outputs() -> tuple[tuple[str, str, int], ...]:
 
 def conv(x: "mx.sym.Symbol", name: str, filters: int, kernel: int = 3) -> "mx.sym.Symbol":
     """Convolution with bias, stride 1, 'same' padding."""
-    import mxnet as mx
+    from ..runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
     pad = kernel // 2
     return mx.sym.Convolution(x, num_filter=filters, kernel=(kernel, kernel), pad=(pad, pad), stride=(1, 1),
@@ -58,7 +62,9 @@ def conv(x: "mx.sym.Symbol", name: str, filters: int, kernel: int = 3) -> "mx.sy
 
 
 def relu(x: "mx.sym.Symbol", name: str) -> "mx.sym.Symbol":
-    import mxnet as mx
+    from ..runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
     return mx.sym.Activation(x, act_type="relu", name=name)
 
@@ -70,7 +76,9 @@ def conv_relu(x: "mx.sym.Symbol", name: str, filters: int, kernel: int = 3,
 
 def max_pool(x: "mx.sym.Symbol", name: str) -> "mx.sym.Symbol":
     """2x2 max pooling, stride 2."""
-    import mxnet as mx
+    from ..runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
     return mx.sym.Pooling(x, pool_type="max", kernel=(2, 2), stride=(2, 2), name=name)
 
@@ -90,7 +98,9 @@ def vgg16_backbone(data: "mx.sym.Symbol") -> tuple["mx.sym.Symbol", "mx.sym.Symb
 
 def stride8_neck(relu4_3: "mx.sym.Symbol", relu5_3: "mx.sym.Symbol") -> "mx.sym.Symbol":
     """Reduce both maps to 128 channels, upsample stride 16 to 8 (depthwise deconvolution), crop, add."""
-    import mxnet as mx
+    from ..runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
     m1_red = conv_relu(relu4_3, "ssh_m1_red_conv", NECK_CHANNELS, kernel=1)
     m2_red = conv_relu(relu5_3, "ssh_m2_red_conv", NECK_CHANNELS, kernel=1)
@@ -103,7 +113,9 @@ def stride8_neck(relu4_3: "mx.sym.Symbol", relu5_3: "mx.sym.Symbol") -> "mx.sym.
 
 def detection_module(x: "mx.sym.Symbol", name: str, filters: int) -> "mx.sym.Symbol":
     """SSH detection module: a 3x3 branch (F) and the '5x5' and '7x7' context branches (F/2 each), 2F out."""
-    import mxnet as mx
+    from ..runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
     half = filters // 2
     direct = conv(x, f"{name}_conv1", filters)
@@ -120,7 +132,9 @@ def heads(x: "mx.sym.Symbol", stride: int, scores_name: str, deltas_name: str) -
     The score head is a 2A-channel 1x1 conv; at test time it is reshaped to [1, 2, A*H, W], soft-maxed over
     the two classes (channel axis) and reshaped back, so channels 0..A-1 are background and A..2A-1 face.
     """
-    import mxnet as mx
+    from ..runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
     a = ANCHORS_PER_POSITION
     score = conv(x, f"rpn_cls_score_stride{stride}", 2 * a, kernel=1)
@@ -152,7 +166,9 @@ def build_ssh_symbol(card: "ModelCard | None" = None) -> "mx.sym.Symbol":
     With a card, the input name, output names and group order are the card's (``card.input.name``,
     ``card.outputs``); without, the spec's: cls32, bbox32, cls16, bbox16, cls8, bbox8.
     """
-    import mxnet as mx
+    from ..runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
     outputs = _card_outputs(card)
     data = mx.sym.Variable(card.input.name if card is not None else "data")

@@ -18,7 +18,9 @@ def save_checkpoint(symbol, arg_params: Mapping[str, np.ndarray], aux_params: Ma
     Parameters are saved in sorted key order as float32 so the same inputs give byte-identical files.
     The directory is replaced as a whole, so an interrupted write leaves the old one (or none).
     """
-    import mxnet as mx
+    from ..runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
     directory = Path(directory)
     with atomic_dir(directory) as tmp:

@@ -41,7 +41,9 @@ from ..workspace import Checkpoint
 from .mxnet_checkpoint import save_checkpoint
 
 if TYPE_CHECKING:  # mxnet is imported lazily: importing this module must stay cheap.
-    import mxnet as mx
+    from ..runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
 TOY_KIND = "toy"
 
@@ -127,7 +129,9 @@ def _window_channels(n_anchor: int) -> dict[str, tuple[int, int]]:
 
 def build_toy_symbol(card: ModelCard) -> "mx.sym.Symbol":
     """The toy detector's graph: input ``card.input.name``, the card's outputs in the card's group order."""
-    import mxnet as mx
+    from ..runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
     n_anchor = card.anchors.per_position
     data = mx.sym.Variable(card.input.name)

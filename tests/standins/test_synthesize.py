@@ -22,7 +22,9 @@ def standin(card, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(standin):
-    import mxnet as mx
+    from ssh_toolkit.runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
     return mx.model.load_checkpoint(str(standin.directory / standin.prefix), standin.epoch)
 
@@ -30,7 +32,9 @@ def loaded(standin):
 @pytest.fixture(scope="module")
 def forward(card, loaded):
     """Outputs by canonical name for a seeded uniform-noise image (RGB 0..255 minus the card's mean)."""
-    import mxnet as mx
+    from ssh_toolkit.runners.mxnet_import import import_mxnet
+
+    mx = import_mxnet()
 
     sym, args, aux = loaded
     mxnet_side = card.preprocess["mxnet"]

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 
 import cv2
-import mxnet as mx
+
+from ssh_toolkit.runners.mxnet_import import import_mxnet
+
+mx = import_mxnet()
 import numpy as np
 import pytest
 
