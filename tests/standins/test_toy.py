@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 
 import cv2
-
-from ssh_toolkit.runners.mxnet_import import import_mxnet
-
-mx = import_mxnet()
 import numpy as np
 import pytest
 
 from ssh_toolkit.model.anchors import anchor_plane, base_anchors_by_stride
 from ssh_toolkit.model.preprocess import to_tensor
 from ssh_toolkit.standins.toy import TOY_KIND, build_toy_symbol, stride_geometry, synthesize_toy
+from ssh_toolkit.runners.mxnet_import import import_mxnet
 from ssh_toolkit.workspace import Checkpoint
+
+mx = import_mxnet()
 
 SIZE = 256  # the tests' input size (any multiple of 32 >= 128 works)
 BACKGROUND = 60  # sample background level (40..90)
