@@ -11,8 +11,8 @@ import pytest
 
 from ssh_toolkit.model.anchors import anchor_plane, base_anchors_by_stride
 from ssh_toolkit.model.preprocess import to_tensor
-from ssh_toolkit.standins.toy import TOY_KIND, build_toy_symbol, stride_geometry, synthesize_toy
 from ssh_toolkit.runners.mxnet_import import import_mxnet
+from ssh_toolkit.standins.toy import TOY_KIND, build_toy_symbol, stride_geometry, synthesize_toy
 from ssh_toolkit.workspace import Checkpoint
 
 mx = import_mxnet()
