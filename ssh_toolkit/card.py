@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import CardError
+from .errors import CardError, UsageError
 
 # The embedded cards are package data, so an installed wheel finds them from any folder.
 PIPELINES_DIR = Path(str(resources.files("ssh_toolkit") / "pipelines"))
@@ -156,6 +156,21 @@ class ModelCard:
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.outputs)
+
+    @property
+    def largest_stride(self) -> int:
+        return max(o.stride for o in self.outputs)
+
+    def resolve_input_size(self, requested: int | None = None) -> int:
+        """The square input size to use: ``requested`` or the card's; a positive multiple of the largest stride.
+
+        Every command (convert, compare, evaluate, run) resolves its ``--input-size`` here, so they agree.
+        """
+        size = self.input.size if requested is None else requested
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % self.largest_stride:
+            raise UsageError(f"--input-size {requested}: must be a positive multiple of {self.largest_stride}, the "
+                             f"largest output stride of {self.name} ({self.path})")
+        return size
 
     def output(self, kind: str, stride: int) -> OutputSpec:
         for o in self.outputs:
