@@ -178,8 +178,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
         note=meta["note"], reference_map=card.reference_map,
         dataset={"root": str(Path(data_root)), "split": ds.split, "n_images": len(ds.images),
                  "selection": ds.selection, "skipped": [im.identifier for im in missing],
-                 "identifiers_sha256": hashlib.sha256("\n".join(ds.identifiers).encode()).hexdigest(),
-                 "annotations_sha256": _annotations_sha256(ds),
+                 **dataset_identity(ds),
                  "images_sha256": images.digest, "image_warnings": image_warnings},
         precisions={s.model.name: s.model.precision for s in scores},
         parity={p.test: {d.name: OutputParity(d.max_abs, d.min_passing_atol, d.tolerance.atol, d.cosine,
@@ -207,12 +206,14 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     return Evaluation(run_dir, summary, scores, parity, inferred, image_warnings)
 
 
-def _annotations_sha256(ds: WiderDataset) -> str:
+def dataset_identity(ds: WiderDataset) -> dict[str, str]:
+    """What identifies the evaluated selection for the gate: its image identifiers and its ground truth."""
     h = hashlib.sha256()
     for im in ds.images:
         h.update(im.identifier.encode())
         h.update(np.ascontiguousarray(im.boxes, np.float64).tobytes())
-    return h.hexdigest()
+    return {"identifiers_sha256": hashlib.sha256("\n".join(ds.identifiers).encode()).hexdigest(),
+            "annotations_sha256": h.hexdigest()}
 
 
 def _tables(scores: Sequence[ModelScore], parity: Sequence[ParityResult], det_parity: dict, hist_frames: list):
