@@ -137,7 +137,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     paths = [ds.image_path(im) for im in ds.images]
     official_truth = None
     if official_gt is not None:  # read before inference: a bad file should not cost hours first
-        from .metric.wider_official import load_official_ground_truth
+        from .data.wider_official_gt import load_official_ground_truth
 
         official_truth = load_official_ground_truth(official_gt).subset(ds.identifiers)
     images = scan_images(paths, progress=progress)

@@ -172,7 +172,7 @@ def test_official_wider_ap_is_a_separate_metric(card, ws_copy, sample_root, tmp_
     from conftest import write_mats
 
     from ssh_toolkit.data.wider import open_wider
-    from ssh_toolkit.metric.wider_official import load_official_ground_truth
+    from ssh_toolkit.data.wider_official_gt import load_official_ground_truth
 
     ds = open_wider(sample_root)
     scene: dict[str, list] = {}
