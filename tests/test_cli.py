@@ -67,7 +67,7 @@ def test_compare_fails_with_exit_1_naming_outputs_when_tolerance_is_exceeded(sta
 
     ws = _copy_ws(standin_ws, tmp_path)
     data = yaml.safe_load(card.path.read_text())
-    data["tolerances"]["FP32"] = {"default": {"atol": 1e-9, "rtol": 0.0, "min_cosine": 0.0}}
+    data["tolerances"]["FP32"] = {"default": {"atol": 1e-9, "rtol": 0.0, "min_cosine": 0.5}}
     strict = tmp_path / "strict.yaml"
     strict.write_text(yaml.safe_dump(data))
     images = tmp_path / "imgs"
