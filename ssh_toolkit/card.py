@@ -178,7 +178,10 @@ class ModelCard:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Validation: a tiny typed reader so every error names the file, the key and what is wrong.
+# Validation: a tiny typed reader so every error names the file, the key and what is wrong. Numbers must be
+# finite; thresholds lie strictly between 0 and 1 (min_cosine and min_box_match_rate may be 1); sizes, strides
+# and counts are positive; a key the card does not know is an error naming its path and the closest known key,
+# so a typo never falls back to a default.
 
 
 class _Reader:

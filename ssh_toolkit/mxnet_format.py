@@ -49,7 +49,7 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -222,7 +222,8 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "a number")
 
 
-def _node_ref(ref: Any, node: int, *, limit: int, what: str, bad) -> tuple[int, int]:
+def _node_ref(ref: Any, node: int, *, limit: int, what: str,
+              bad: Callable[[str], MXNetFormatError]) -> tuple[int, int]:
     """``[node, output(, version)]`` -> ``(node, output)``; the node must be below ``limit``."""
     if (not isinstance(ref, list) or not 2 <= len(ref) <= 3
             or any(isinstance(x, bool) or not isinstance(x, int) for x in ref)):
