@@ -44,6 +44,7 @@ def test_help_lists_commands_and_exit_codes():
         assert h.exit_code == 0 and "--pipeline" in h.output, cmd
 
 
+@pytest.mark.slow  # the standin workspace fixture runs Model Optimizer
 def test_compare_end_to_end_writes_tables_and_passes(standin_ws, tmp_path):
     ws = _copy_ws(standin_ws, tmp_path)
     images = tmp_path / "imgs"
@@ -69,6 +70,7 @@ def test_compare_end_to_end_writes_tables_and_passes(standin_ws, tmp_path):
     assert "STAND-IN WEIGHTS" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow  # the standin workspace fixture runs Model Optimizer
 def test_compare_fails_with_exit_1_naming_outputs_when_tolerance_is_exceeded(standin_ws, tmp_path, card):
     import yaml
 
@@ -89,6 +91,7 @@ def test_compare_fails_with_exit_1_naming_outputs_when_tolerance_is_exceeded(sta
     assert "FAIL | rpn_bbox_pred_stride8" in r.output
 
 
+@pytest.mark.slow  # the standin workspace fixture runs Model Optimizer
 def test_missing_image_folder_and_corrupt_image(standin_ws, tmp_path):
     ws = _copy_ws(standin_ws, tmp_path)
     r = run("compare", "-w", ws, "--images", tmp_path / "nope", "--input-size", SMALL, "--report-dir",
