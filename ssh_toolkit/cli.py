@@ -87,7 +87,7 @@ def errors_to_exit() -> Iterator[None]:
 
 
 def _workspace(path: Optional[Path]) -> Workspace:
-    return Workspace((path or Workspace.default().root).resolve())  # absolute: every printed path is
+    return Workspace((path or Workspace.default().root).resolve())  # absolute, so every printed path is
 
 
 def _checkpoint(ws: Workspace, weights: str) -> Checkpoint:
@@ -132,8 +132,9 @@ def download(
     mirror: Annotated[Optional[list[str]], typer.Option(
         "--mirror", help="Extra URL to try before the card's sources; repeatable.")] = None,
     retries: Annotated[int, typer.Option(
-        min=0, metavar="N", help="Retries per source after a transient failure (connection error, timeout, HTTP 5xx, a body "
-                    "cut short), with exponential backoff: each source gets 1 + N attempts.")] = 3,
+        min=0, metavar="N", help="Retries per source after a transient failure (connection error, timeout, "
+                                 "HTTP 5xx, a body cut short), with exponential backoff: each source gets 1 + N "
+                                 "attempts.")] = 3,
     force: Annotated[bool, typer.Option(help="Download again even if the checkpoint is up to date.")] = False,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
@@ -160,9 +161,9 @@ def download(
 
 @app.command()
 def synthesize(
-    kind: Annotated[Literal[STANDIN_KINDS], typer.Option(help="standin: seeded weights with the exact SSH architecture (numeric "
-                                           "parity only); toy: a toy detector with the SSH input/output contract "
-                                           "that finds the faces of the generated sample dataset.")] = "standin",
+    kind: Annotated[Literal[STANDIN_KINDS], typer.Option(
+        help="standin: seeded weights with the exact SSH architecture (numeric parity only); toy: a toy detector "
+             "with the SSH input/output contract that finds the faces of the generated sample dataset.")] = "standin",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical params.")] = 0,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
