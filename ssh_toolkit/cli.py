@@ -331,7 +331,7 @@ def _print_evaluation(ev) -> None:
 
 
 def _print_gate(result) -> None:
-    from .gate.rules import write_step_summary
+    from .gate import write_step_summary
 
     for note in result.notes:
         typer.echo(note)
@@ -358,7 +358,7 @@ def gate(
     set). Exit 0 pass, 1 regression, 2 usage or input error (missing run folder or baseline, runs not
     comparable), 3 environment error.
     """
-    from .gate.rules import gate_run
+    from .gate import gate_run
 
     with errors_to_exit():
         result = gate_run(run_dir, baseline, _card(pipeline), update_baseline=update_baseline)

@@ -71,7 +71,7 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
                  run_dir: Path | None = None, progress: bool = True,
                  say: Callable[[str], None] = print) -> PipelineRun:
     from .data.sample import make_sample
-    from .gate.rules import Baseline, check_gate
+    from .gate import Baseline, check_gate
     from .report.html import write_html_report
 
     size = input_size or card.input.size

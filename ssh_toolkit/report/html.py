@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..errors import UsageError
 from ..fileio import write_text
-from ..gate.rules import comparability_differences
+from ..gate.baseline import comparability_differences
 from ..run_record import REFERENCE_MODEL, RunSummary, ir_model_name, order_models
 from .markdown import format_float, standin_banner
 
