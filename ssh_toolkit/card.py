@@ -112,7 +112,7 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
-class DetectionParitySpec:
+class BoxMatchSpec:
     min_score: float
     iou: float
 
@@ -145,7 +145,7 @@ class ModelCard:
     anchors: AnchorSpec
     protocol: Protocol
     tolerances: Mapping[str, Mapping[str, Tolerance]] = field(repr=False)
-    detection_parity: DetectionParitySpec = field(repr=False)
+    box_match: BoxMatchSpec = field(repr=False)
     gates: Gates = field(repr=False)
 
     @property
@@ -376,10 +376,12 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
             if not ({o.name, o.kind, "default"} & set(table)):
                 raise r.fail(f"tolerances.{prec}", f"no tolerance covers output {o.name!r}")
 
-    dp = r.get(data, "detection_parity")
-    detection_parity = DetectionParitySpec(
-        min_score=float(r.num(dp, "min_score", "detection_parity.", minimum=0)),
-        iou=float(r.num(dp, "iou", "detection_parity.", minimum=0)),
+    if "detection_parity" in data and "box_match" not in data:
+        raise r.fail("detection_parity", "renamed to box_match (same min_score and iou)")
+    bm = r.get(data, "box_match")
+    box_match = BoxMatchSpec(
+        min_score=float(r.num(bm, "min_score", "box_match.", minimum=0)),
+        iou=float(r.num(bm, "iou", "box_match.", minimum=0)),
     )
 
     g = r.get(data, "gates")
@@ -416,6 +418,6 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
         anchors=anchors,
         protocol=protocol,
         tolerances=tolerances,
-        detection_parity=detection_parity,
+        box_match=box_match,
         gates=gates,
     )

@@ -96,4 +96,4 @@ def run_parity(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedM
         finally:
             for r in ir_runners:
                 r.deactivate()
-    return ParityRun([a.result() for a in accs], list(images), size, [a.result() for a in swapped])
+    return ParityRun([a.compute() for a in accs], list(images), size, [a.compute() for a in swapped])

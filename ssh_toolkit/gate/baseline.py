@@ -3,6 +3,9 @@ made from a run, loaded and validated, saved, and when a run and a baseline can 
 
 A baseline that is not comparable with the run (other checkpoint kind, input size, protocol or dataset) is an
 input error (:class:`InputDataError`, exit 2), not a regression.
+
+Format 2: box match under ``box_match`` (``box_match_rate``), weights ``standin``. Format 1 (``detection_parity``
+with ``match_rate``, weights ``stand-in``) is still read, upgraded on load.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from ..fileio import write_json
 from ..run_record import RunSummary
 from .result import GateResult
 
-BASELINE_FORMAT = 1
+BASELINE_FORMAT = 2
 
 
 def _plain(obj: Any) -> Any:
@@ -34,7 +37,7 @@ class Baseline:
     created: str
     source_run: str  # JSON key "from_run" (the name of the constructor below)
     model: str  # the card's name
-    weights: str  # real | stand-in
+    weights: str  # real | standin
     checkpoint_kind: str  # real | standin | toy
     input_size: int
     protocol: str
@@ -44,7 +47,7 @@ class Baseline:
     precisions: dict[str, str]  # model -> precision
     map: dict[str, float]  # model -> mAP in percent
     parity: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # IR -> output -> stats
-    detection_parity: dict[str, dict[str, float]] = field(default_factory=dict)  # IR -> match_rate, matched, n_ref
+    box_match: dict[str, dict[str, float]] = field(default_factory=dict)  # IR -> box_match_rate, matched, n_ref
     card_sha256: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     format: int = BASELINE_FORMAT
@@ -71,8 +74,8 @@ class Baseline:
             parity={ir: {o: {"max_abs": float(s.max_abs), "min_passing_atol": float(s.min_passing_atol),
                              "cosine": float(s.cosine)} for o, s in outs.items()}
                     for ir, outs in summary.parity.items()},
-            detection_parity={ir: {"match_rate": float(d.match_rate), "matched": int(d.matched),
-                                   "n_ref": int(d.n_ref)} for ir, d in summary.detection_parity.items()},
+            box_match={ir: {"box_match_rate": float(d.box_match_rate), "matched": int(d.matched),
+                            "n_ref": int(d.n_ref)} for ir, d in summary.box_match.items()},
             card_sha256=summary.card_sha256,
             versions=dict(summary.versions),
         )
@@ -83,7 +86,7 @@ class Baseline:
             "weights": self.weights, "checkpoint_kind": self.checkpoint_kind, "input_size": self.input_size,
             "protocol": self.protocol, "protocol_params": self.protocol_params, "dataset": self.dataset,
             "n_images": self.n_images, "precisions": self.precisions, "map": self.map, "parity": self.parity,
-            "detection_parity": self.detection_parity, "card_sha256": self.card_sha256,
+            "box_match": self.box_match, "card_sha256": self.card_sha256,
             "versions": self.versions,
         }
 
@@ -109,7 +112,7 @@ class Baseline:
         missing = [k for k in cls.REQUIRED if k not in data]
         if missing:
             raise InputDataError(f"{path}: not a valid baseline: missing key(s) {', '.join(missing)}")
-        fmt = data.get("format", BASELINE_FORMAT)
+        fmt = data.get("format", 1)
         if not isinstance(fmt, int) or fmt > BASELINE_FORMAT:
             raise InputDataError(f"{path}: baseline format {fmt!r} is newer than this ssh-toolkit reads "
                                  f"({BASELINE_FORMAT})")
@@ -125,7 +128,15 @@ class Baseline:
                 raise bad(key, "expected a JSON object")
         if not isinstance(data["input_size"], int) or isinstance(data["input_size"], bool):
             raise bad("input_size", f"expected an integer, got {data['input_size']!r}")
-        for key in ("parity", "detection_parity", "precisions", "versions"):
+        if fmt < 2:  # older vocabulary
+            data = {**data, "weights": "standin" if data["weights"] == "stand-in" else data["weights"]}
+            old = data.pop("detection_parity", {})
+            if isinstance(old, dict):
+                old = {ir: {("box_match_rate" if k == "match_rate" else k): v for k, v in d.items()}
+                       if isinstance(d, dict) else d for ir, d in old.items()}
+            data["box_match"] = old
+            fmt = BASELINE_FORMAT
+        for key in ("parity", "box_match", "precisions", "versions"):
             if not isinstance(data.get(key, {}), dict):
                 raise bad(key, "expected a JSON object")
         n_images = data.get("n_images", data["dataset"].get("n_images", 0))
@@ -135,7 +146,7 @@ class Baseline:
             input_size=data["input_size"], protocol=str(data["protocol"]),
             protocol_params=data["protocol_params"], dataset=data["dataset"], n_images=int(n_images),
             precisions=data.get("precisions", {}), map={k: float(v) for k, v in m.items()},
-            parity=data.get("parity", {}), detection_parity=data.get("detection_parity", {}),
+            parity=data.get("parity", {}), box_match=data.get("box_match", {}),
             card_sha256=str(data.get("card_sha256", "")), versions=data.get("versions", {}), format=fmt,
         )
 

@@ -13,11 +13,13 @@ Rules (``Check.name`` is ``rule[subject]``; thresholds from ``card.gates`` / ``c
     map_vs_reference[<model>]           real weights only: |mAP - reference.map_percent| <= map_vs_reference_atol
                                         (stand-in weights: SKIP, never PASS)
     ir_vs_mxnet_drop[<ir>]              mAP(mxnet) - mAP(ir) in the same run <= gates.ir_vs_mxnet_drop[precision]
-    parity_atol[<ir>/<output>]          min_passing_atol <= the card's atol for that precision and output
-    parity_cosine[<ir>/<output>]        cosine >= the card's min_cosine
-    box_match_rate[<ir>]                detection parity match_rate >= gates.min_box_match_rate[precision]
+    parity[<ir>/<output>]               the run's recorded verdict for that output: |ir - mxnet| <= atol + rtol*|mxnet|
+                                        everywhere and cosine >= min_cosine, judged when the run was made (the
+                                        reason is shown when it failed); fails too when the run was judged under
+                                        another tolerance than the card's
+    box_match_rate[<ir>]                box match rate >= gates.min_box_match_rate[precision]
 
-The last four only look at the run itself ("in-run" checks): a baseline is never recorded from a run that
+The last three only look at the run itself ("in-run" checks): a baseline is never recorded from a run that
 fails one of them (:func:`write_baseline`).
 """
 
@@ -28,9 +30,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..card import ModelCard
+from ..card import ModelCard, Tolerance
 from ..errors import InputDataError
-from ..run_record import REFERENCE_MODEL, RunSummary, order_models
+from ..run_record import REFERENCE_MODEL, OutputParity, RunSummary, order_models
 from .baseline import Baseline, _is_number, check_comparable, update_notes, write_baseline
 from .result import Check, GateResult
 
@@ -41,8 +43,8 @@ _RATE_EPS = 1e-12
 
 
 def _models(current: RunSummary) -> list[str]:
-    """Models the run evaluated: those with an mAP, a numeric parity or a detection parity."""
-    return list(dict.fromkeys([*current.map, *current.parity, *current.detection_parity]))
+    """Models the run evaluated: those with an mAP, a numeric parity or a box match rate."""
+    return list(dict.fromkeys([*current.map, *current.parity, *current.box_match]))
 
 
 def _ordered(models: Iterable[str], card: ModelCard) -> list[str]:
@@ -162,53 +164,52 @@ def _ir_vs_mxnet(current: RunSummary, baseline: Baseline | None, card: ModelCard
 
 
 def _parity(current: RunSummary, baseline: Baseline | None, card: ModelCard, irs: list[str]) -> list[Check]:
+    """One check per IR output: the verdict and reason the run recorded (decided once, when the run was made).
+
+    The gate never re-judges the figures; it only makes sure the run was judged under the card's tolerance.
+    """
     checks = []
     for ir in irs:
         p = _precision(current, ir, card)
         outs = current.parity.get(ir)
         if not outs:
-            checks.append(Check(f"parity_atol[{ir}/*]", None, None, None, False,
+            checks.append(Check(f"parity[{ir}/*]", None, None, None, False,
                                 f"no numeric parity recorded for {ir} in this run"))
             continue
         base = (baseline.parity.get(ir, {}) if baseline is not None else {})
         for out in [*card.output_names, *sorted(set(outs) - set(card.output_names))]:
-            s = outs.get(out)
+            name, s = f"parity[{ir}/{out}]", outs.get(out)
             if out not in card.output_names:
-                checks.append(Check(f"parity_atol[{ir}/{out}]", None, None, None, False,
+                checks.append(Check(name, None, None, None, False,
                                     f"output {out!r} is not declared by the card {card.name}"))
                 continue
             tol = card.tolerance(p, out)
             if s is None:
-                checks.append(Check(f"parity_atol[{ir}/{out}]", None, tol.atol, None, False,
-                                    "output missing from the run's parity"))
+                checks.append(Check(name, None, tol.atol, None, False, "output missing from the run's parity"))
                 continue
-            b = base.get(out, {})
-            a, lim = s.min_passing_atol, tol.atol
-            # The run marks an output failed for a shape mismatch or non-finite values even when its numbers pass.
-            problem = not s.passed and s.min_passing_atol <= s.atol and s.cosine >= s.min_cosine
-            if not _finite(a):
-                checks.append(Check(f"parity_atol[{ir}/{out}]", a, lim, b.get("min_passing_atol"), False,
-                                    f"min passing atol is {a}, not a number"))
-            elif a > lim:
-                checks.append(Check(f"parity_atol[{ir}/{out}]", a, lim, b.get("min_passing_atol"), False,
-                                    f"needs atol {a:.3e} > {lim:.1e} ({p}), exceeds it by {a - lim:.3e} "
-                                    f"(max_abs {s.max_abs:.3e})"))
-            elif problem:
-                checks.append(Check(f"parity_atol[{ir}/{out}]", a, lim, b.get("min_passing_atol"), False,
-                                    f"the run marked this output failed: {s.problem or 'see parity.csv'}"))
+            b = base.get(out, {}).get("min_passing_atol")
+            changed = _tolerance_changes(s, tol)
+            if changed:
+                checks.append(Check(name, s.min_passing_atol, s.atol, b, False,
+                                    f"the run judged it {'PASS' if s.passed else 'FAIL'} under {changed} ({p}): "
+                                    f"re-score the run with this card ('ssh-toolkit evaluate' re-scores from its "
+                                    f"cache)"))
+            elif s.passed is True:
+                checks.append(Check(name, s.min_passing_atol, s.atol, b, True,
+                                    f"needs atol {s.min_passing_atol:.3e} <= {s.atol:.1e}, cosine {s.cosine:.9f} >= "
+                                    f"{s.min_cosine} ({p}) (max_abs {s.max_abs:.3e})"))
             else:
-                checks.append(Check(f"parity_atol[{ir}/{out}]", a, lim, b.get("min_passing_atol"), True,
-                                    f"needs atol {a:.3e} <= {lim:.1e} ({p}) (max_abs {s.max_abs:.3e})"))
-            c, cmin = s.cosine, tol.min_cosine
-            name = f"parity_cosine[{ir}/{out}]"
-            if not _finite(c):
-                checks.append(Check(name, c, cmin, b.get("cosine"), False, f"cosine is {c}, not a number", ">="))
-            elif c < cmin:
-                checks.append(Check(name, c, cmin, b.get("cosine"), False,
-                                    f"cosine {c:.9f} < {cmin} ({p}), short by {cmin - c:.3e}", ">="))
-            else:
-                checks.append(Check(name, c, cmin, b.get("cosine"), True, f"cosine {c:.9f} >= {cmin} ({p})", ">="))
+                checks.append(Check(name, s.min_passing_atol, s.atol, b, False,
+                                    f"{s.reason or 'failed (the run recorded no reason)'} ({p})"))
     return checks
+
+
+def _tolerance_changes(s: OutputParity, tol: Tolerance) -> str:
+    """How the tolerance the run recorded differs from the card's: ``atol 1.0e-01, the card now says 5.0e-02``."""
+    recorded = {"atol": s.atol, "min_cosine": s.min_cosine, "rtol": s.rtol}
+    out = [f"{k} {v:g}, the card now says {getattr(tol, k):g}" for k, v in recorded.items()
+           if v is not None and v != getattr(tol, k)]  # rtol is not recorded by format-1 summaries
+    return "; ".join(out)
 
 
 def _box_match(current: RunSummary, baseline: Baseline | None, card: ModelCard, irs: list[str]) -> list[Check]:
@@ -217,16 +218,16 @@ def _box_match(current: RunSummary, baseline: Baseline | None, card: ModelCard, 
         p = _precision(current, ir, card)
         lim = card.gates.min_box_match_rate[p]
         name = f"box_match_rate[{ir}]"
-        b = (baseline.detection_parity.get(ir, {}).get("match_rate") if baseline is not None else None)
-        d = current.detection_parity.get(ir)
+        b = (baseline.box_match.get(ir, {}).get("box_match_rate") if baseline is not None else None)
+        d = current.box_match.get(ir)
         if d is None:
-            checks.append(Check(name, None, lim, b, False, f"no detection parity recorded for {ir} in this run",
+            checks.append(Check(name, None, lim, b, False, f"no box match rate recorded for {ir} in this run",
                                 ">="))
             continue
-        r = d.match_rate
+        r = d.box_match_rate
         what = f"{d.matched} of {d.n_ref} MXNet detections (score >= {d.min_score:g}) reproduced at IoU >= {d.iou:g}"
         if not _finite(r):
-            checks.append(Check(name, r, lim, b, False, f"match rate is {r}, not a number", ">="))
+            checks.append(Check(name, r, lim, b, False, f"box match rate is {r}, not a number", ">="))
         elif r < lim - _RATE_EPS:
             checks.append(Check(name, r, lim, b, False,
                                 f"{what}: rate {r:.4f} < {lim:.4f} ({p}), short by {lim - r:.4f}", ">="))

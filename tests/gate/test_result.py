@@ -20,8 +20,8 @@ def test_markdown_and_frame_list_every_rule(card):
     assert md.count("\n| ") == len(r.checks) + 1
     df = r.to_frame()
     assert len(df) == len(r.checks) and (df["verdict"] == "FAIL").sum() == 1
-    assert set(df["rule"]) == {"map_vs_baseline", "map_vs_reference", "ir_vs_mxnet_drop", "parity_atol",
-                               "parity_cosine", "box_match_rate"}
+    assert set(df["rule"]) == {"map_vs_baseline", "map_vs_reference", "ir_vs_mxnet_drop", "parity",
+                               "box_match_rate"}
 
 
 def test_step_summary_appended_only_when_set(monkeypatch, tmp_path):
