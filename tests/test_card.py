@@ -83,3 +83,12 @@ def test_missing_and_unparsable_card(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(CardError, match=r"not valid YAML at line \d"):
         load_card(bad)
+
+
+def test_box_match_settings_and_the_old_key_named(tmp_path, card):
+    assert (card.box_match.min_score, card.box_match.iou) == (0.1, 0.9)
+    assert dict(card.gates.min_box_match_rate) == {"FP32": 0.99, "FP16": 0.9}
+    old = _write(tmp_path, lambda d: d.update(detection_parity=d.pop("box_match")))
+    with pytest.raises(CardError, match="detection_parity.*renamed to box_match") as e:
+        load_card(old)
+    assert "\n" not in str(e.value) and e.value.exit_code == 2
