@@ -35,7 +35,7 @@ def test_default_baseline_is_committed(card):
     assert default_baseline(card, "toy", 640) == BASELINE
     assert BASELINE.is_file()
     data = json.loads(BASELINE.read_text())
-    assert data["weights"] == "stand-in" and data["checkpoint_kind"] == "toy"
+    assert data["weights"] == "standin" and data["checkpoint_kind"] == "toy"
 
 
 def test_run_on_the_embedded_default_passes_the_committed_baseline(default_run):
