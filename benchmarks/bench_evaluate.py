@@ -6,7 +6,7 @@ because timings on a small shared machine swing by ~1.7x between runs, so only s
 
 1. Throughput of our OpenVINO inference phase. A temporary workspace gets the stand-in SSH checkpoint (or
    the toy detector with ``--kind toy``), an FP32 IR at ``--input-size`` and ``--images`` sample images.
-   * ours: :func:`ssh_toolkit.evaluation.infer_missing` for ``ir-fp32`` with an empty cache, i.e. image
+   * ours: :func:`ssh_toolkit.inference.infer_missing` for ``ir-fp32`` with an empty cache, i.e. image
      decoding, resizing, inference and writing the raw-output cache. Reported three ways: *all-in* (images /
      wall clock, model compile included), *excl. compile*, and *steady* ((n-1) / time between the first and
      the last finished image: no compile, no first-inference warm-up; the figure that predicts a 3,226-image
@@ -51,22 +51,22 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ssh_toolkit.cache import RawCache, image_keys
+from ssh_toolkit.cache import RawCache
 from ssh_toolkit.card import ModelCard, Protocol, load_card
 from ssh_toolkit.convert import ConvertedModel, convert
 from ssh_toolkit.data.sample import make_sample
 from ssh_toolkit.data.wider import WiderDataset, open_wider
-from ssh_toolkit.evaluation import (
+from ssh_toolkit.evaluation import evaluate, score_model
+from ssh_toolkit.inference import (
     DATASET_CONFIG,
+    ImageSet,
     ModelUnderTest,
-    evaluate,
     infer_missing,
     model_set,
-    score_model,
+    scan_images,
 )
 from ssh_toolkit.metric.average_precision import MapAccumulator
 from ssh_toolkit.model.detections import Detections
-from ssh_toolkit.model.outputs import RawOutputs
 from ssh_toolkit.runners.openvino import PARITY_CONFIG, OpenVINORunner
 from ssh_toolkit.workspace import Checkpoint, Workspace
 
@@ -105,7 +105,7 @@ class Setup:
     ir: ConvertedModel
     data_root: Path
     dataset: WiderDataset
-    keys: list[str]
+    images: ImageSet
     image_folder: Path  # the same images, flat, for benchmark_app -i
 
 
@@ -132,30 +132,19 @@ def prepare(root: Path, kind: str, size: int, n_images: int) -> Setup:
         os.symlink(p.resolve(), folder / f"{i:05d}_{p.name}")
     say(f"setup: {kind} checkpoint, FP32 IR at {size}x{size}, {len(paths)} images "
         f"({time.perf_counter() - start:.1f} s)")
-    return Setup(card, ws, ck, ir, data_root, ds, image_keys(paths, progress=False), folder)
+    return Setup(card, ws, ck, ir, data_root, ds, scan_images(paths, progress=False), folder)
 
 
 class _TimedRunner(OpenVINORunner):
-    """OpenVINORunner that records how long model compilation took."""
+    """OpenVINORunner that records how long activation (model compilation) took, through the public API."""
 
     compile_seconds: float = 0.0
 
-    def _activate(self) -> None:
+    def activate(self) -> "_TimedRunner":
         start = time.perf_counter()
-        super()._activate()
+        super().activate()
         self.compile_seconds = time.perf_counter() - start
-
-
-class _TimedCache(RawCache):
-    """RawCache that records when each image's outputs were written (= that image finished)."""
-
-    def __init__(self, root: Path, model_key: str) -> None:
-        super().__init__(root, model_key)
-        self.stamps: list[float] = []
-
-    def put(self, image_key: str, raw: RawOutputs, orig_hw: tuple[int, int]) -> None:
-        super().put(image_key, raw, orig_hw)
-        self.stamps.append(time.perf_counter())
+        return self
 
 
 @dataclass
@@ -191,11 +180,12 @@ def ours_model(s: Setup, config: dict[str, str] | None) -> tuple[ModelUnderTest,
 def run_ours(s: Setup, cache_root: Path, config: dict[str, str] | None = None) -> OursRun:
     """One ``infer_missing`` over every image with an empty cache."""
     model, made = ours_model(s, config)
-    cache = _TimedCache(cache_root, model.key)
+    cache = RawCache(cache_root, model.key)
+    st: list[float] = []  # when each image's outputs reached the cache (= that image finished)
     start = time.perf_counter()
-    n = infer_missing(s.card, model, s.dataset, s.keys, cache, s.ir.input_size, progress=False)
+    n = infer_missing(s.card, model, s.images, cache, s.ir.input_size, progress=False,
+                      on_stored=lambda i: st.append(time.perf_counter()))
     wall = time.perf_counter() - start
-    st = cache.stamps
     steady = (len(st) - 1) / (st[-1] - st[0]) if len(st) > 1 and st[-1] > st[0] else float("nan")
     shutil.rmtree(cache_root, ignore_errors=True)
     return OursRun(n, wall, made[0].compile_seconds, steady)
@@ -307,7 +297,7 @@ def measure_evaluate_split(s: Setup, scratch: Path) -> EvaluateSplit:
     warm = time.perf_counter() - start
     model, _ = ours_model(s, None)
     start = time.perf_counter()
-    score_model(s.card, model, s.dataset, s.keys, RawCache(s.workspace.cache, model.key), s.ir.input_size)
+    score_model(s.card, model, s.dataset, s.images.keys, RawCache(s.workspace.cache, model.key), s.ir.input_size)
     scoring = time.perf_counter() - start
     return EvaluateSplit(cold, warm, scoring)
 

@@ -5,15 +5,17 @@ Nothing else in the toolkit hard-codes a model constant; it takes a :class:`Mode
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .errors import CardError
+from .errors import CardError, UsageError
 
 # The embedded cards are package data, so an installed wheel finds them from any folder.
 PIPELINES_DIR = Path(str(resources.files("ssh_toolkit") / "pipelines"))
@@ -157,6 +159,21 @@ class ModelCard:
     def output_names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.outputs)
 
+    @property
+    def largest_stride(self) -> int:
+        return max(o.stride for o in self.outputs)
+
+    def resolve_input_size(self, requested: int | None = None) -> int:
+        """The square input size to use: ``requested`` or the card's; a positive multiple of the largest stride.
+
+        Every command (convert, compare, evaluate, run) resolves its ``--input-size`` here, so they agree.
+        """
+        size = self.input.size if requested is None else requested
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % self.largest_stride:
+            raise UsageError(f"--input-size {requested}: must be a positive multiple of {self.largest_stride}, the "
+                             f"largest output stride of {self.name} ({self.path})")
+        return size
+
     def output(self, kind: str, stride: int) -> OutputSpec:
         for o in self.outputs:
             if o.kind == kind and o.stride == stride:
@@ -176,7 +193,10 @@ class ModelCard:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Validation: a tiny typed reader so every error names the file, the key and what is wrong.
+# Validation: a tiny typed reader so every error names the file, the key and what is wrong. Numbers must be
+# finite; thresholds lie strictly between 0 and 1 (min_cosine and min_box_match_rate may be 1); sizes, strides
+# and counts are positive; a key the card does not know is an error naming its path and the closest known key,
+# so a typo never falls back to a default.
 
 
 class _Reader:
@@ -201,14 +221,39 @@ class _Reader:
         return v
 
     def num(self, node: Mapping[str, Any], key: str, prefix: str = "", *, integer: bool = False,
-            minimum: float | None = None) -> Any:
+            minimum: float | None = None, above: float | None = None, maximum: float | None = None,
+            below: float | None = None) -> Any:
+        """A finite number; ``minimum``/``maximum`` are inclusive bounds, ``above``/``below`` exclusive ones."""
         v = self.get(node, key, prefix)
+        full = f"{prefix}{key}"
         ok = isinstance(v, int) if integer else isinstance(v, (int, float))
         if isinstance(v, bool) or not ok:
-            raise self.fail(f"{prefix}{key}", f"expected {'an integer' if integer else 'a number'}, got {v!r}")
-        if minimum is not None and v < minimum:
-            raise self.fail(f"{prefix}{key}", f"must be >= {minimum}, got {v!r}")
+            raise self.fail(full, f"expected {'an integer' if integer else 'a number'}, got {v!r}")
+        if not math.isfinite(v):
+            raise self.fail(full, f"expected a finite number, got {v!r}")
+        if (minimum is not None and v < minimum) or (above is not None and v <= above) \
+                or (maximum is not None and v > maximum) or (below is not None and v >= below):
+            low = f"[{minimum}" if minimum is not None else f"({above}" if above is not None else "(-inf"
+            high = f"{maximum}]" if maximum is not None else f"{below})" if below is not None else "inf)"
+            raise self.fail(full, f"must be in {low}, {high}, got {v!r}")
         return v
+
+    def fraction(self, node: Mapping[str, Any], key: str, prefix: str = "", *, one: bool = False) -> float:
+        """A threshold strictly between 0 and 1 (``one``: 1 allowed too)."""
+        if one:
+            return float(self.num(node, key, prefix, above=0, maximum=1))
+        return float(self.num(node, key, prefix, above=0, below=1))
+
+    def only(self, node: Any, prefix: str, allowed: Iterable[str]) -> None:
+        """CardError for the first key of ``node`` not in ``allowed``: a typo must never fall back to a default."""
+        if not isinstance(node, Mapping):
+            return  # the typed getters report the wrong type
+        allowed = [str(a) for a in allowed]
+        for key in node:
+            if str(key) not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(allowed)}"
+                raise self.fail(f"{prefix}{key}", f"unknown key; {hint}")
 
     def bool_(self, node: Mapping[str, Any], key: str, prefix: str = "") -> bool:
         v = self.get(node, key, prefix)
@@ -228,14 +273,63 @@ class _Reader:
         for x in v:
             if isinstance(x, bool) or not isinstance(x, item):
                 raise self.fail(f"{prefix}{key}", f"item {x!r} has the wrong type")
+            if isinstance(x, float) and not math.isfinite(x):
+                raise self.fail(f"{prefix}{key}", f"expected finite numbers, got {x!r}")
         return tuple(v)
+
+    def positives(self, node: Mapping[str, Any], key: str, prefix: str = "", **kw: Any) -> tuple:
+        values = self.list_(node, key, prefix, item=(int, float), **kw)
+        for x in values:
+            if x <= 0:
+                raise self.fail(f"{prefix}{key}", f"expected numbers > 0, got {x!r}")
+        return values
+
+
+# Keys each mapping of the card may hold (None: keys are data, checked where they are read).
+_SCHEMA: dict[str, Any] = {
+    "": ("name", "title", "reference", "checkpoint", "input", "preprocess", "convert", "outputs", "anchors",
+         "protocol", "tolerances", "box_match", "gates"),
+    "reference.": ("map_percent", "dataset", "n_images", "params", "gflops"),
+    "checkpoint.": ("archive", "size", "sha256", "urls", "mirrors", "prefix", "epoch"),
+    "input.": ("name", "size", "layout"),
+    "preprocess.": ("resize", "mxnet", "ir"),
+    "preprocess.resize.": ("interpolation", "keep_aspect_ratio"),
+    "preprocess.mxnet.": ("channel_order", "mean"),
+    "preprocess.ir.": ("channel_order", "mean"),
+    "convert.": ("precisions", "model_optimizer_args"),
+    "outputs[]": ("name", "kind", "stride"),
+    "anchors.": ("base_size", "ratios", "scales"),
+    "protocol.": ("name", "strides", "keep_top_k", "nms_threshold", "include_boundaries", "round_policy",
+                  "clip_annotation", "height_range", "filter_empty", "overlap_threshold", "ignore_difficult"),
+    "tolerance": ("atol", "rtol", "min_cosine"),
+    "box_match.": ("min_score", "iou"),
+    "gates.": ("map_vs_baseline", "map_vs_reference", "ir_vs_mxnet_drop", "min_box_match_rate"),
+    "gates.map_vs_baseline.": ("atol",),
+    "gates.map_vs_reference.": ("atol",),
+}
+
+
+def _check_keys(r: _Reader, data: Mapping[str, Any]) -> None:
+    """Unknown keys at any level are errors naming the key path (tolerance tables: in :func:`load_card`)."""
+    for prefix, allowed in _SCHEMA.items():
+        if prefix in ("outputs[]", "tolerance"):
+            continue
+        node: Any = data
+        for part in prefix.rstrip(".").split(".") if prefix else ():
+            node = node.get(part) if isinstance(node, Mapping) else None
+        r.only(node, prefix, allowed)
+    outputs = data.get("outputs")
+    if isinstance(outputs, list):
+        for i, o in enumerate(outputs):
+            r.only(o, f"outputs[{i}].", _SCHEMA["outputs[]"])
 
 
 def _tolerance(r: _Reader, node: Any, prefix: str) -> Tolerance:
+    r.only(node, prefix, _SCHEMA["tolerance"])
     t = Tolerance(
         atol=float(r.num(node, "atol", prefix, minimum=0)),
         rtol=float(r.num(node, "rtol", prefix, minimum=0)),
-        min_cosine=float(r.num(node, "min_cosine", prefix, minimum=-1)),
+        min_cosine=r.fraction(node, "min_cosine", prefix, one=True),
     )
     return t
 
@@ -254,6 +348,9 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
     if not isinstance(data, dict):
         raise CardError(f"{path}: expected a mapping at the top level")
     r = _Reader(path)
+    if "detection_parity" in data and "box_match" not in data:
+        raise r.fail("detection_parity", "renamed to box_match (same min_score and iou)")
+    _check_keys(r, data)
 
     ref = r.get(data, "reference")
     ck = r.get(data, "checkpoint")
@@ -323,10 +420,12 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
         raise r.fail("anchors.scales", "expected a mapping stride -> list of scales")
     scales = {}
     for stride in scales_node:
-        scales[int(stride)] = r.list_(scales_node, stride, "anchors.scales.", item=(int, float))
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise r.fail(f"anchors.scales.{stride}", "expected a stride (a positive integer) as key")
+        scales[stride] = r.positives(scales_node, stride, "anchors.scales.")
     anchors = AnchorSpec(
         base_size=r.num(an, "base_size", "anchors.", integer=True, minimum=1),
-        ratios=tuple(float(x) for x in r.list_(an, "ratios", "anchors.", item=(int, float))),
+        ratios=tuple(float(x) for x in r.positives(an, "ratios", "anchors.")),
         scales=scales,
     )
     if len({len(s) for s in scales.values()}) != 1:
@@ -341,6 +440,8 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
 
     pr = r.get(data, "protocol")
     hr = r.list_(pr, "height_range", "protocol.", item=(int, float), length=2)
+    if not 0 <= hr[0] < hr[1]:
+        raise r.fail("protocol.height_range", f"expected [low, high] with 0 <= low < high, got {list(hr)}")
     rp = r.str_(pr, "round_policy", "protocol.")
     if rp != "nearest":
         raise r.fail("protocol.round_policy", f"only 'nearest' (np.rint) is implemented, got {rp!r}")
@@ -352,17 +453,18 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
         name=r.str_(pr, "name", "protocol."),
         strides=strides,
         keep_top_k=r.num(pr, "keep_top_k", "protocol.", integer=True, minimum=1),
-        nms_threshold=float(r.num(pr, "nms_threshold", "protocol.", minimum=0)),
+        nms_threshold=r.fraction(pr, "nms_threshold", "protocol."),
         include_boundaries=r.bool_(pr, "include_boundaries", "protocol."),
         round_policy=rp,
         clip_annotation=float(r.num(pr, "clip_annotation", "protocol.", minimum=1)),
         height_range=(float(hr[0]), float(hr[1])),
         filter_empty=r.bool_(pr, "filter_empty", "protocol."),
-        overlap_threshold=float(r.num(pr, "overlap_threshold", "protocol.", minimum=0)),
+        overlap_threshold=r.fraction(pr, "overlap_threshold", "protocol."),
         ignore_difficult=r.bool_(pr, "ignore_difficult", "protocol."),
     )
 
     tol_node = r.get(data, "tolerances")
+    r.only(tol_node, "tolerances.", precisions)
     tolerances: dict[str, dict[str, Tolerance]] = {}
     for prec in precisions:
         table = r.get(tol_node, prec, "tolerances.")
@@ -376,38 +478,37 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
             if not ({o.name, o.kind, "default"} & set(table)):
                 raise r.fail(f"tolerances.{prec}", f"no tolerance covers output {o.name!r}")
 
-    if "detection_parity" in data and "box_match" not in data:
-        raise r.fail("detection_parity", "renamed to box_match (same min_score and iou)")
     bm = r.get(data, "box_match")
     box_match = BoxMatchSpec(
-        min_score=float(r.num(bm, "min_score", "box_match.", minimum=0)),
-        iou=float(r.num(bm, "iou", "box_match.", minimum=0)),
+        min_score=r.fraction(bm, "min_score", "box_match."),
+        iou=r.fraction(bm, "iou", "box_match."),
     )
 
     g = r.get(data, "gates")
 
-    def per_precision(key: str) -> dict[str, float]:
+    def per_precision(key: str, **bounds: Any) -> dict[str, float]:
         node = r.get(g, key, "gates.")
-        return {p: float(r.num(node, p, f"gates.{key}.", minimum=0)) for p in precisions}
+        r.only(node, f"gates.{key}.", precisions)
+        return {p: float(r.num(node, p, f"gates.{key}.", **bounds)) for p in precisions}
 
     gates = Gates(
         map_vs_baseline_atol=float(r.num(r.get(g, "map_vs_baseline", "gates."), "atol", "gates.map_vs_baseline.",
                                          minimum=0)),
         map_vs_reference_atol=float(r.num(r.get(g, "map_vs_reference", "gates."), "atol",
                                           "gates.map_vs_reference.", minimum=0)),
-        ir_vs_mxnet_drop=per_precision("ir_vs_mxnet_drop"),
-        min_box_match_rate=per_precision("min_box_match_rate"),
+        ir_vs_mxnet_drop=per_precision("ir_vs_mxnet_drop", minimum=0),
+        min_box_match_rate=per_precision("min_box_match_rate", above=0, maximum=1),
     )
 
     return ModelCard(
         path=path,
         name=r.str_(data, "name"),
         title=r.str_(data, "title"),
-        reference_map=float(r.num(ref, "map_percent", "reference.", minimum=0)),
+        reference_map=float(r.num(ref, "map_percent", "reference.", above=0, maximum=100)),
         reference_dataset=r.str_(ref, "dataset", "reference."),
         reference_n_images=r.num(ref, "n_images", "reference.", integer=True, minimum=1),
         reference_params=r.num(ref, "params", "reference.", integer=True, minimum=1),
-        reference_gflops=float(r.num(ref, "gflops", "reference.", minimum=0)),
+        reference_gflops=float(r.num(ref, "gflops", "reference.", above=0)),
         checkpoint=checkpoint,
         input=input_spec,
         resize_interpolation=interp,

@@ -205,7 +205,7 @@ def compare(
         card = _card(pipeline)
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
-        size = input_size or card.input.size
+        size = card.resolve_input_size(input_size)
         if (images is None) == (data_root is None):
             raise UsageError("give exactly one of --images FOLDER or --data-root WIDER_ROOT")
         if images is not None:
@@ -216,7 +216,7 @@ def compare(
             ds = open_wider(data_root)
             paths = [ds.image_path(item) for item in ds.select(limit=limit)]
         irs = [ConvertedModel.load(ws.ir_dir(ck.kind, size, p)) for p in _precisions(card, precision)]
-        run = run_parity(card, ck, irs, paths, swap_channels_check=swap_channels)
+        run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels)
         out = write_parity_report(report_dir or default_run_dir("compare"), card, ck, run)
         for r in run.results:
             for d in r.diffs:
@@ -287,6 +287,9 @@ def evaluate(
     report_dir: Annotated[Optional[Path], typer.Option(
         "--report-dir", help="Run folder [default: reports/runs/<time>-<weights>-<size>].")] = None,
     jobs: Annotated[int, typer.Option(help="OpenVINO infer requests in flight (0 = OpenVINO's choice).")] = 0,
+    strict_images: Annotated[bool, typer.Option(
+        "--strict-images", help="Refuse damaged images that still decode (a truncated JPEG) before inference, "
+                                "instead of naming them in the output and the report's image_warnings.")] = False,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -305,19 +308,37 @@ def evaluate(
         card = _card(pipeline)
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
-        size = input_size or card.input.size
+        size = card.resolve_input_size(input_size)
         root = data_root or ws.sample_data
         if data_root is None and not root.exists():
             raise UsageError(f"{root}: no dataset; pass --data-root or run 'ssh-toolkit make-sample'")
-        ev = do_evaluate(card, ck, load_irs(card, ck, ws, size), root, ws, models=model, input_size=size,
+        irs = load_irs(card, ck, ws, size)
+        if not model:
+            _say_left_out(card, irs, size)
+        ev = do_evaluate(card, ck, irs, root, ws, models=model, input_size=size,
                          limit=limit, shard=_shard(shard), subset=subset, skip_missing=skip_missing,
-                         run_dir=report_dir, jobs=jobs, official_gt=official_gt)
+                         run_dir=report_dir, jobs=jobs, official_gt=official_gt, strict_images=strict_images)
         _print_evaluation(ev)
+
+
+def _say_left_out(card, irs, size: int) -> None:
+    """One line naming the card's IRs that are not converted at ``size`` (left out of a default model set)."""
+    done = {ir.precision for ir in irs}
+    missing = [p for p in card.precisions if p not in done]
+    if missing:
+        from .run_record import ir_model_name
+
+        flags = " ".join(f"--precision {p}" for p in missing)
+        typer.echo(f"not evaluated: {', '.join(ir_model_name(p) for p in missing)} (not converted at input size "
+                   f"{size}; run 'ssh-toolkit convert --input-size {size} {flags}')", err=True)
 
 
 def _print_evaluation(ev) -> None:
     s = ev.summary
     typer.echo(s.note)
+    if ev.image_warnings:
+        typer.echo(f"warning: {len(ev.image_warnings)} damaged image(s) decoded and evaluated anyway (listed in the "
+                   f"report's image_warnings; --strict-images refuses them): {', '.join(ev.image_warnings)}")
     for name, value in s.map.items():
         cached = "from cache" if ev.inferred.get(name) == 0 else f"{ev.inferred.get(name)} inferred"
         typer.echo(f"map[{name}] = {value:.4f} %  ({s.n_images} images, {cached})")

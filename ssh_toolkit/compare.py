@@ -6,16 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from tqdm import tqdm
-
 from .card import ModelCard
 from .convert import ConvertedModel
 from .errors import InputDataError
+from .inference import model_set, run_models, scan_images
 from .metric.parity import ParityAccumulator, ParityResult
 from .model.preprocess import resize, to_tensor
-from .runners.mxnet import MXNetRunner
-from .runners.openvino import OpenVINORunner
-from .workspace import Checkpoint
+from .workspace import Checkpoint, Workspace
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -38,6 +35,7 @@ class ParityRun:
     images: list[Path]
     input_size: int
     self_check: list[ParityResult] = field(default_factory=list)
+    inferred: dict[str, int] = field(default_factory=dict)  # model -> images inferred (0: all from the cache)
 
     def __bool__(self) -> bool:
         return all(bool(r) for r in self.results)
@@ -57,43 +55,42 @@ class ParityRun:
 
 
 def run_parity(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedModel], images: Sequence[Path],
-               *, swap_channels_check: bool = False, progress: bool = True) -> ParityRun:
+               workspace: Workspace, *, swap_channels_check: bool = False, progress: bool = True) -> ParityRun:
     """Run MXNet (reference) and every IR on ``images``; accumulate per-output differences per IR.
 
-    With ``swap_channels_check`` the IRs are also fed the wrong channel order (RGB instead of BGR), to show how
-    large the difference gets when preprocessing is wrong: a comparison that still passes then is useless.
-    """
-    from .data.wider import read_image
+    Inference goes through the same cached phase as ``evaluate`` (``inference.run_models``), so outputs
+    already computed by either command are reused and an interrupted compare resumes.
 
+    With ``swap_channels_check`` the IRs are also fed the wrong channel order (RGB instead of BGR) on the first
+    image, to show how large the difference gets when preprocessing is wrong: a comparison that still passes
+    then is useless. That deliberate mistake is never cached.
+    """
     if not irs:
         raise InputDataError("no IR to compare; run 'ssh-toolkit convert' first")
     sizes = {ir.input_size for ir in irs}
     if len(sizes) != 1:
         raise InputDataError(f"the IRs were converted at different input sizes {sorted(sizes)}")
     size = sizes.pop()
-    names = card.output_names
-    accs = [ParityAccumulator(card, ir.precision, "mxnet", ir.model_name) for ir in irs]
-    swapped = [ParityAccumulator(card, ir.precision, "mxnet", ir.model_name) for ir in irs] \
-        if swap_channels_check else []
-    ir_runners = [OpenVINORunner(ir.xml, names, name=ir.model_name) for ir in irs]
-    mx_runner = MXNetRunner(checkpoint, card.input.name, size, names)
-    # Read every image before loading models: a corrupt file should stop the run at once.
-    decoded = [read_image(p) for p in images]
-    with mx_runner:
-        for r in ir_runners:
-            r.activate()
-        try:
-            for i, image in enumerate(tqdm(decoded, desc="compare", unit="img", disable=not progress)):
-                resized = resize(image, size).image
-                ref = mx_runner.infer(to_tensor(resized, card.preprocess["mxnet"]))
-                ir_input = to_tensor(resized, card.preprocess["ir"])
-                for acc, runner in zip(accs, ir_runners):
-                    acc.update(ref, runner.infer(ir_input))
-                if swapped and i == 0:  # one image is enough to show the effect
-                    bad = to_tensor(resized, card.preprocess["ir"], swap_channels=True)
-                    for acc, runner in zip(swapped, ir_runners):
-                        acc.update(ref, runner.infer(bad))
-        finally:
-            for r in ir_runners:
-                r.deactivate()
-    return ParityRun([a.compute() for a in accs], list(images), size, [a.compute() for a in swapped])
+    models = model_set(card, checkpoint, irs, size)
+    image_set = scan_images(images, progress=progress)
+    caches, inferred = run_models(card, models, image_set, workspace, size, progress=progress)
+    ref, tests = models[0], models[1:]
+    results = []
+    for m in tests:
+        acc = ParityAccumulator(card, m.precision, ref.name, m.name)
+        for k in image_set.keys:
+            acc.update(caches[ref.name].get(k, ref.name)[0], caches[m.name].get(k, m.name)[0])
+        results.append(acc.compute())
+    self_check = []
+    if swap_channels_check:
+        from .data.wider import read_image
+
+        resized = resize(read_image(image_set.paths[0]), size).image
+        bad = to_tensor(resized, card.preprocess["ir"], swap_channels=True)
+        reference = caches[ref.name].get(image_set.keys[0], ref.name)[0]
+        for m in tests:
+            acc = ParityAccumulator(card, m.precision, ref.name, m.name)
+            with m.make_runner() as runner:
+                acc.update(reference, runner.infer(bad))
+            self_check.append(acc.compute())
+    return ParityRun(results, list(images), size, self_check, inferred)

@@ -151,9 +151,7 @@ def convert(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, preci
     """Convert ``checkpoint`` to an IR of ``precision`` under the workspace; skip if already up to date."""
     if precision not in card.precisions:
         raise InputDataError(f"{card.path}: precision {precision!r} not in convert.precisions {card.precisions}")
-    size = input_size or card.input.size
-    if size % 32:
-        raise InputDataError(f"input size {size} is not a multiple of 32 (the network's largest stride)")
+    size = card.resolve_input_size(input_size)
     check_checkpoint_naming(checkpoint)
     args = mo_arguments(card, checkpoint, precision, size)
     version = mo_version()

@@ -8,7 +8,10 @@ Three ways in, all ending in ``workspace.checkpoint_dir("real")`` with a ``check
   (HTML page? size? sha256?) before it is renamed to ``downloads/<archive>`` and unpacked.
 * ``archive=PATH`` imports an archive the user already has, with the same checks.
 * :func:`import_checkpoint_files` copies already-unpacked ``<prefix>-symbol.json`` +
-  ``<prefix>-<epoch:04d>.params`` (the card holds no per-file checksum, so only the naming is checked).
+  ``<prefix>-<epoch:04d>.params`` (the card holds no per-file checksum, so the naming and the format are checked).
+
+Whichever way they come, the two files are checked to be an MXNet checkpoint (the symbol parses, the params parse
+and hold every argument of the symbol) before they are accepted, without starting MXNet (:mod:`.mxnet_format`).
 
 The original Dropbox link has been dead since 2021, so the error raised when every source fails says how
 to supply the archive instead. Every error is an :class:`InputDataError` (or :class:`UsageError`) with a
@@ -36,6 +39,7 @@ from . import __version__
 from .card import CheckpointSpec, ModelCard
 from .errors import InputDataError, UsageError
 from .fileio import atomic_dir, sha256_file, write_json
+from .mxnet_format import MXNetFormatError, check_checkpoint
 from .workspace import Checkpoint, Workspace
 
 log = logging.getLogger(__name__)
@@ -84,7 +88,7 @@ def download_checkpoint(
         if path.is_dir():
             raise UsageError(f"{path}: is a directory; import unpacked files with --from-dir instead")
         verify_archive(path, spec.size, spec.sha256)
-        return unpack_archive(path, spec, dest)
+        return unpack_archive(path, spec, dest, card.input.name)
     if from_dir is not None:
         return import_checkpoint_files(from_dir, card, workspace)
 
@@ -103,7 +107,7 @@ def download_checkpoint(
     if not final.exists():
         fetch_archive(card, workspace, sources=_source_list(spec, sources, mirrors), retries=retries,
                       backoff=backoff, timeout=timeout, progress=progress)
-    return unpack_archive(final, spec, dest)
+    return unpack_archive(final, spec, dest, card.input.name)
 
 
 def find_checkpoint(card: ModelCard, workspace: Workspace) -> Checkpoint | None:
@@ -186,12 +190,14 @@ def verify_archive(path: Path | str, size: int, sha256: str) -> None:
         raise InputDataError(f"{path}: sha256 mismatch: expected {sha256}, got {actual}")
 
 
-def unpack_archive(path: Path | str, spec: CheckpointSpec, dest: Path | str) -> Checkpoint:
+def unpack_archive(path: Path | str, spec: CheckpointSpec, dest: Path | str, input_name: str = "data") -> Checkpoint:
     """Extract ``<prefix>-symbol.json`` and ``<prefix>-<epoch:04d>.params`` from the zip into ``dest``.
 
     The two files may sit at the top of the archive or in one folder. Only they are written, under their
     plain names, and ``dest`` is replaced as a whole (nothing is left if anything fails). The archive is
-    not verified here; call :func:`verify_archive` first.
+    not verified here; call :func:`verify_archive` first. The extracted pair must be a valid MXNet checkpoint
+    with the graph input ``input_name`` (:func:`~ssh_toolkit.mxnet_format.check_checkpoint`), else
+    InputDataError naming the archive member and what is wrong.
     """
     path, dest = Path(path), Path(dest)
     try:
@@ -205,6 +211,10 @@ def unpack_archive(path: Path | str, spec: CheckpointSpec, dest: Path | str) -> 
                 for name in (spec.symbol_file, spec.params_file):
                     with zf.open(_join(folder, name)) as src, open(tmp / name, "wb") as out:
                         shutil.copyfileobj(src, out, CHUNK)
+                try:
+                    check_checkpoint(tmp / spec.symbol_file, tmp / spec.params_file, input_name)
+                except MXNetFormatError as e:
+                    raise InputDataError(f"{path}: member {_join(folder, e.path.name)}: {e.reason}") from None
                 return _record(tmp, dest, spec, {"from": "archive", "archive": str(path.resolve()),
                                                  "archive_sha256": sha256_file(path),
                                                  "member_folder": folder})
@@ -216,7 +226,8 @@ def import_checkpoint_files(directory: Path | str, card: ModelCard, workspace: W
     """Copy already-unpacked checkpoint files from ``directory`` (or one folder below) into the workspace.
 
     Model Optimizer needs ``<prefix>-symbol.json`` beside ``<prefix>-<epoch:04d>.params``; any other naming
-    is refused with a message listing the expected and the found names.
+    is refused with a message listing the expected and the found names. The two files must form a valid MXNet
+    checkpoint (:func:`~ssh_toolkit.mxnet_format.check_checkpoint`); a bad one is refused naming the file.
     """
     spec = card.checkpoint
     directory = Path(directory)
@@ -229,6 +240,7 @@ def import_checkpoint_files(directory: Path | str, card: ModelCard, workspace: W
              if p.is_file() and len(p.relative_to(directory).parts) <= 2]
     folder = _find_pair(names, spec.symbol_file, spec.params_file, str(directory), unpacked=True)
     src = directory / folder if folder else directory
+    check_checkpoint(src / spec.symbol_file, src / spec.params_file, card.input.name)
     dest = workspace.checkpoint_dir(KIND)
     with atomic_dir(dest) as tmp:
         for name in (spec.symbol_file, spec.params_file):

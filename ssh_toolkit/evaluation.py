@@ -2,11 +2,10 @@
 
 Phases:
 1. dataset: parse, select (limit / shard / subset), check every image exists *before* any inference,
-   hash every image file (the cache key).
-2. inference, per model: MXNet batch 1 (the reference); OpenVINO through an async infer queue, so image
-   decoding/resizing (the feeding iterator), inference and output decoding (the callback) overlap. Each image's
-   raw outputs are written to the cache as soon as they exist, keyed by model hash + input size + image hash,
-   so an interrupted run resumes where it stopped and a re-run re-scores without re-inferring.
+   hash every image file (the cache key) and check it for damage the decoder would hide.
+2. inference (``inference.run_models``, shared with ``compare``): every model through its runner's
+   ``infer_many``, each image's raw outputs cached as soon as they exist, so an interrupted run resumes where it
+   stopped and a re-run re-scores without re-inferring.
 3. scoring, from the cache: decode under the card's protocol (so a protocol change never needs inference),
    mAP per model, numeric parity (verdict and reason per output) and box match rate of each IR against MXNet.
 4. records: a RunSummary and pandas tables, written as one run folder (atomically).
@@ -15,125 +14,27 @@ Phases:
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from .cache import CACHE_VERSION, RawCache, image_keys
+from .cache import RawCache
 from .card import ModelCard
 from .convert import ConvertedModel
-from .data.wider import WiderDataset, open_wider, read_image
-from .errors import InputDataError, UsageError
-from .fileio import atomic_dir, check_replaceable, sha256_file
+from .data.wider import WiderDataset, open_wider
+from .errors import InputDataError
+from .fileio import atomic_dir, check_replaceable
+from .inference import ModelUnderTest, model_set, run_models, scan_images
 from .metric.average_precision import EvalResult, MapAccumulator
 from .metric.box_match import BoxMatchAccumulator
 from .metric.parity import ParityAccumulator, ParityResult
 from .model.decode import decode
 from .model.detections import Detections
-from .model.outputs import RawOutputs
-from .model.preprocess import resize, to_tensor
 from .run_record import REFERENCE_MODEL, SUMMARY, OutputParity, RunSummary, default_run_dir
-from .runners.base import Runner
-from .runners.mxnet import MXNetRunner
-from .runners.openvino import PARITY_CONFIG, OpenVINORunner
 from .workspace import Checkpoint, Workspace
-
-# Over a dataset, run several infer requests in parallel streams (benchmark_app's default); f32 stays pinned.
-# With the default latency hint OpenVINO compiles one stream and the async queue runs one request at a time.
-DATASET_CONFIG = {**PARITY_CONFIG, "PERFORMANCE_HINT": "THROUGHPUT"}
-
-
-@dataclass(frozen=True)
-class ModelUnderTest:
-    name: str  # mxnet | ir-fp32 | ir-fp16
-    precision: str
-    key: str  # identifies weights + graph + input size: the cache folder
-    side: str  # which preprocessing of the card: "mxnet" or "ir"
-    make_runner: Callable[[], Runner] = field(repr=False, compare=False)
-
-    @property
-    def is_openvino(self) -> bool:
-        return self.side == "ir"
-
-
-def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedModel], input_size: int,
-              names: Sequence[str] | None = None) -> list[ModelUnderTest]:
-    """MXNet plus every IR, narrowed to ``names``; an unknown or unavailable name is a usage error."""
-    outs = card.output_names
-
-    def cache_key(*parts: object) -> str:
-        # Everything that shapes the raw outputs: the model files as they are now (not as recorded, so an edited
-        # file never hits the cache), the input size, the shared resize and the side's own preprocessing, the
-        # runtime config (another stream/thread split may change the last bits) and the cache format.
-        text = "|".join(map(str, (CACHE_VERSION, input_size, card.resize_interpolation, *parts)))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    mx_key = cache_key("mxnet", sha256_file(checkpoint.params_path), sha256_file(checkpoint.symbol_path),
-                       card.preprocess["mxnet"])
-    models = [ModelUnderTest(REFERENCE_MODEL, "FP32", f"mxnet-{mx_key}", "mxnet",
-                             lambda: MXNetRunner(checkpoint, card.input.name, input_size, outs))]
-    for ir in irs:
-        if ir.input_size != input_size:
-            raise UsageError(f"{ir.xml}: converted at input size {ir.input_size}, evaluating at {input_size}")
-        key = cache_key("ir", sha256_file(ir.xml), sha256_file(ir.bin), card.preprocess["ir"],
-                        sorted(DATASET_CONFIG.items()))
-        models.append(ModelUnderTest(ir.model_name, ir.precision, f"{ir.model_name}-{key}", "ir",
-                                     lambda ir=ir: OpenVINORunner(ir.xml, outs, name=ir.model_name,
-                                                                  config=DATASET_CONFIG)))
-    if names:
-        available = {m.name: m for m in models}
-        unknown = [n for n in names if n not in available]
-        if unknown:
-            raise UsageError(f"--model {unknown[0]} is not available; available: {', '.join(available)} "
-                             f"(run 'ssh-toolkit convert' for missing IRs)")
-        models = [available[n] for n in dict.fromkeys(names)]
-    return models
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Inference
-
-
-def _feed(card: ModelCard, model: ModelUnderTest, ds: WiderDataset, todo: Sequence[int], size: int):
-    side = card.preprocess[model.side]
-    for i in todo:
-        image = read_image(ds.image_path(ds.images[i]))
-        yield i, image.shape[:2], to_tensor(resize(image, size).image, side)
-
-
-def infer_missing(card: ModelCard, model: ModelUnderTest, ds: WiderDataset, keys: Sequence[str], cache: RawCache,
-                  size: int, *, progress: bool = True, jobs: int = 0) -> int:
-    """Infer every image without a cache entry; returns how many were inferred."""
-    todo = [i for i, k in enumerate(keys) if not cache.has(k)]
-    if not todo:
-        return 0
-    bar = tqdm(total=len(todo), desc=f"infer {model.name}", unit="img", disable=not progress)
-    runner = model.make_runner()
-    with runner:
-        if isinstance(runner, OpenVINORunner):
-            hw_of: dict[int, tuple[int, int]] = {}
-
-            def items():
-                for i, hw, tensor in _feed(card, model, ds, todo, size):
-                    hw_of[i] = hw
-                    yield i, tensor
-
-            def done(i, raw: RawOutputs) -> None:
-                cache.put(keys[i], raw, hw_of.pop(i))
-                bar.update(1)
-
-            runner.infer_async(items(), done, jobs=jobs)
-        else:
-            for i, hw, tensor in _feed(card, model, ds, todo, size):
-                cache.put(keys[i], runner.infer(tensor), hw)
-                bar.update(1)
-    bar.close()
-    return len(todo)
-
 
 # ------------------------------------------------------------------------------------------------------------
 # Scoring
@@ -181,6 +82,7 @@ class Evaluation:
     scores: list[ModelScore]
     parity: list[ParityResult]
     inferred: dict[str, int]  # model -> images inferred in this call (0 = all from cache)
+    image_warnings: dict[str, str] = field(default_factory=dict)  # identifier -> damage found in the file
 
 
 def _pr_frame(scores: Sequence[ModelScore], max_points: int = 2000):
@@ -212,14 +114,18 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
              workspace: Workspace, *, models: Sequence[str] | None = None, input_size: int | None = None,
              limit: int | None = None, shard: tuple[int, int] | None = None, subset: Sequence[str] | None = None,
              skip_missing: bool = False, run_dir: str | Path | None = None, progress: bool = True,
-             jobs: int = 0, official_gt: str | Path | None = None) -> Evaluation:
-    """Evaluate MXNet and the IRs on a WIDER-layout dataset; write the run folder; return the records."""
+             jobs: int = 0, official_gt: str | Path | None = None, strict_images: bool = False) -> Evaluation:
+    """Evaluate MXNet and the IRs on a WIDER-layout dataset; write the run folder; return the records.
+
+    An image that decodes but is damaged (a truncated JPEG) is named in ``Evaluation.image_warnings`` and the
+    report's ``image_warnings`` table; with ``strict_images`` it is an error before any inference.
+    """
     from .report.markdown import evaluation_markdown, run_metadata, write_report
 
-    size = input_size or card.input.size
+    size = card.resolve_input_size(input_size)
+    selected = model_set(card, checkpoint, irs, size, models, jobs=jobs)
     run_dir = Path(run_dir) if run_dir else default_run_dir(f"{checkpoint.kind}-{size}")
     check_replaceable(run_dir, SUMMARY)  # before hours of inference, not after
-    selected = model_set(card, checkpoint, irs, size, models)
     ds = open_wider(data_root)
     ds = ds.select(limit=limit, shard=shard, subset=subset)
     present, missing = ds.check_images(skip_missing=skip_missing)
@@ -230,20 +136,20 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     paths = [ds.image_path(im) for im in ds.images]
     official_truth = None
     if official_gt is not None:  # read before inference: a bad file should not cost hours first
-        from .metric.wider_official import load_official_ground_truth
+        from .data.wider_official_gt import load_official_ground_truth
 
         official_truth = load_official_ground_truth(official_gt).subset(ds.identifiers)
-    keys = image_keys(paths, progress)
-
-    caches = {m.name: RawCache(workspace.cache, m.key) for m in selected}
-    inferred = {}
-    for m in selected:
-        start = time.perf_counter()
-        inferred[m.name] = infer_missing(card, m, ds, keys, caches[m.name], size, progress=progress, jobs=jobs)
-        if progress and inferred[m.name]:
-            took = time.perf_counter() - start
-            tqdm.write(f"{m.name}: {inferred[m.name]} images in {took:.1f} s "
-                       f"({inferred[m.name] / took:.2f} img/s)")
+    images = scan_images(paths, progress=progress)
+    image_warnings = {ds.images[i].identifier: w for i, w in images.warnings.items()}
+    if image_warnings and strict_images:
+        first = next(iter(images.warnings))
+        raise InputDataError(f"{images.paths[first]}: {images.warnings[first]}"
+                             + (f" (and {len(image_warnings) - 1} more damaged images)" if len(image_warnings) > 1
+                                else "") + "; --strict-images refuses damaged images")
+    for i, w in images.warnings.items():
+        (tqdm.write if progress else print)(f"warning: {images.paths[i]}: {w}")
+    keys = images.keys
+    caches, inferred = run_models(card, selected, images, workspace, size, progress=progress)
 
     scores = [score_model(card, m, ds, keys, caches[m.name], size) for m in selected]
     by_name = {s.model.name: s for s in scores}
@@ -252,7 +158,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     if REFERENCE_MODEL in by_name:
         ref = by_name[REFERENCE_MODEL]
         for s in scores:
-            if s.model.is_openvino:
+            if not s.model.is_reference:
                 num, det, acc = parity_of(card, ref, s, keys, caches[REFERENCE_MODEL], caches[s.model.name])
                 parity.append(num)
                 box_match[s.model.name] = det.compute()
@@ -271,15 +177,18 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
         note=meta["note"], reference_map=card.reference_map,
         dataset={"root": str(Path(data_root)), "split": ds.split, "n_images": len(ds.images),
                  "selection": ds.selection, "skipped": [im.identifier for im in missing],
-                 "identifiers_sha256": hashlib.sha256("\n".join(ds.identifiers).encode()).hexdigest(),
-                 "annotations_sha256": _annotations_sha256(ds),
-                 "images_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest()},
+                 **dataset_identity(ds),
+                 "images_sha256": images.digest, "image_warnings": image_warnings},
         precisions={s.model.name: s.model.precision for s in scores},
         parity={p.test: {d.name: OutputParity.of(d) for d in p.diffs} for p in parity},
         box_match=box_match, official=official, card_sha256=meta["card_sha256"], versions=meta["versions"],
         created=meta["created"],
     )
     tables = _tables(scores, parity, box_match, hist_frames)
+    if image_warnings:
+        import pandas as pd
+
+        tables["image_warnings"] = pd.DataFrame([{"image": k, "warning": v} for k, v in image_warnings.items()])
     if official:
         import pandas as pd
 
@@ -291,15 +200,17 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
                                    "checkpoint": checkpoint.to_json(),
                                    "irs": [ir.to_json() for ir in irs if ir.model_name in by_name]},
                      evaluation_markdown(summary, tables))
-    return Evaluation(run_dir, summary, scores, parity, inferred)
+    return Evaluation(run_dir, summary, scores, parity, inferred, image_warnings)
 
 
-def _annotations_sha256(ds: WiderDataset) -> str:
+def dataset_identity(ds: WiderDataset) -> dict[str, str]:
+    """What identifies the evaluated selection for the gate: its image identifiers and its ground truth."""
     h = hashlib.sha256()
     for im in ds.images:
         h.update(im.identifier.encode())
         h.update(np.ascontiguousarray(im.boxes, np.float64).tobytes())
-    return h.hexdigest()
+    return {"identifiers_sha256": hashlib.sha256("\n".join(ds.identifiers).encode()).hexdigest(),
+            "annotations_sha256": h.hexdigest()}
 
 
 def _tables(scores: Sequence[ModelScore], parity: Sequence[ParityResult], box_match: dict, hist_frames: list):

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .card import ModelCard
 from .convert import ConvertedModel, convert_all
 from .errors import UsageError
 from .evaluation import Evaluation, evaluate
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
+
+if TYPE_CHECKING:
+    from .gate.baseline import Baseline
 
 
 def default_baseline(card: ModelCard, kind: str, size: int) -> Path:
@@ -56,6 +59,34 @@ def synthesize_checkpoint(card: ModelCard, ws: Workspace, kind: str, seed: int =
     return make(card, ws.checkpoint_dir(kind), seed=seed)
 
 
+def check_plan_comparable(card: ModelCard, baseline: Baseline, baseline_path: Path, weights: str, size: int,
+                          data_root: Path, limit: int | None) -> None:
+    """UsageError, before any work, when the run that ``run`` is about to make cannot be gated against ``baseline``.
+
+    Compares everything the gate's comparability rule compares that is known before inference: weights, input
+    size, protocol, and the selected images and their ground truth.
+    """
+    from types import SimpleNamespace
+
+    from .data.wider import open_wider
+    from .evaluation import dataset_identity
+    from .gate.baseline import comparability_differences
+
+    ds = open_wider(data_root).select(limit=limit)
+    planned = SimpleNamespace(
+        model=card.name, weights=Checkpoint(Path(), "", 0, weights, "").weights, checkpoint_kind=weights,
+        input_size=size, n_images=len(ds.images), protocol=card.protocol.name,
+        protocol_params=card.protocol.as_dict(),
+        dataset={"n_images": len(ds.images), **dataset_identity(ds)})
+    diffs = comparability_differences(baseline, planned)
+    if diffs:
+        hint = ("drop --limit to gate against it" if limit is not None and baseline.n_images != len(ds.images)
+                else "run with the baseline's settings")
+        raise UsageError(f"{baseline_path}: this run cannot be gated against that baseline ({'; '.join(diffs)}; "
+                         f"baseline vs this run): {hint}, or pass --baseline NEW.json (a file that does not exist "
+                         f"yet) to run without a gate and be told how to record that baseline")
+
+
 @dataclass
 class PipelineRun:
     checkpoint: Checkpoint
@@ -74,18 +105,22 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
     from .gate import Baseline, check_gate
     from .report.html import write_html_report
 
-    size = input_size or card.input.size
+    size = card.resolve_input_size(input_size)
+    if weights not in CHECKPOINT_KINDS:
+        raise UsageError(f"--weights must be one of {', '.join(CHECKPOINT_KINDS)}, got {weights!r}")
+    if data_root is None:
+        data_root = ws.sample_data
+        if not (data_root / "wider_face_split").is_dir():
+            say(f"dataset: generating the WIDER-layout sample in {data_root.resolve()}")
+            make_sample(data_root)
+    baseline = baseline or default_baseline(card, weights, size)
+    if baseline.is_file():  # before any conversion or inference: minutes of work must not end in "not comparable"
+        check_plan_comparable(card, Baseline.load(baseline), baseline, weights, size, data_root, limit)
     ck = ensure_checkpoint(card, ws, weights, say=say)
     irs = convert_all(card, ck, ws, input_size=size)
     for ir in irs:
         say(f"convert {ir.precision}: " + ("up to date" if ir.reused else f"converted in {ir.seconds:.1f} s"))
-    if data_root is None:
-        data_root = ws.sample_data
-        if not (data_root / "wider_face_split").is_dir():
-            say(f"dataset: generating the WIDER-layout sample in {data_root}")
-            make_sample(data_root)
     ev = evaluate(card, ck, irs, data_root, ws, input_size=size, limit=limit, run_dir=run_dir, progress=progress)
     html = write_html_report(ev.run_dir)
-    baseline = baseline or default_baseline(card, ck.kind, size)
     result = check_gate(ev.summary, Baseline.load(baseline), card, str(baseline)) if baseline.is_file() else None
     return PipelineRun(ck, irs, ev, html, result, baseline)

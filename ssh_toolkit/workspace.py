@@ -95,8 +95,19 @@ class Checkpoint:
 
         return write_json(self.directory / self.RECORD, self.to_json())
 
+    def validate(self, input_name: str = "data") -> None:
+        """Check both files parse as an MXNet checkpoint whose params hold every argument of the symbol.
+
+        Reads the symbol and the params headers only (no MXNet, no weight data); raises InputDataError naming
+        the file and what is wrong (see :func:`ssh_toolkit.mxnet_format.check_checkpoint`).
+        """
+        from .mxnet_format import check_checkpoint
+
+        check_checkpoint(self.symbol_path, self.params_path, input_name)
+
     @classmethod
-    def load(cls, directory: str | Path) -> "Checkpoint":
+    def load(cls, directory: str | Path, *, validate: bool = True) -> "Checkpoint":
+        """The checkpoint recorded in ``directory``; with ``validate``, its files are checked (:meth:`validate`)."""
         directory = Path(directory)
         rec = directory / cls.RECORD
         if not rec.is_file():
@@ -109,4 +120,6 @@ class Checkpoint:
         for p in (ck.symbol_path, ck.params_path):
             if not p.is_file():
                 raise InputDataError(f"{p}: missing; the checkpoint in {directory} is incomplete")
+        if validate:
+            ck.validate()
         return ck

@@ -85,6 +85,93 @@ def test_missing_and_unparsable_card(tmp_path):
         load_card(bad)
 
 
+# ------------------------------------------------------------------------------------ values (issue 7, defect 6)
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _set(*path_and_value):
+    *path, key, value = path_and_value
+
+    def mutate(d):
+        for p in path:
+            d = d[p]
+        d[key] = value
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, message", [
+    # NaN and infinities
+    (_set("protocol", "nms_threshold", NAN), "key 'protocol.nms_threshold': expected a finite number, got nan"),
+    (_set("tolerances", "FP32", "default", "atol", INF), "key 'tolerances.FP32.default.atol': expected a finite "
+                                                         "number, got inf"),
+    (_set("gates", "map_vs_baseline", "atol", -INF), "key 'gates.map_vs_baseline.atol': expected a finite number"),
+    (_set("preprocess", "mxnet", "mean", [NAN, 1.0, 2.0]), "key 'preprocess.mxnet.mean': expected finite numbers"),
+    # thresholds within (0, 1)
+    (_set("protocol", "nms_threshold", 0.0), "key 'protocol.nms_threshold': must be in (0, 1), got 0.0"),
+    (_set("protocol", "nms_threshold", 1), "key 'protocol.nms_threshold': must be in (0, 1), got 1"),
+    (_set("protocol", "overlap_threshold", 1.5), "key 'protocol.overlap_threshold': must be in (0, 1), got 1.5"),
+    (_set("box_match", "iou", 0), "key 'box_match.iou': must be in (0, 1), got 0"),
+    (_set("box_match", "min_score", 1.0), "key 'box_match.min_score': must be in (0, 1), got 1.0"),
+    (_set("tolerances", "FP16", "scores", "min_cosine", 0.0), "key 'tolerances.FP16.scores.min_cosine': must be "
+                                                              "in (0, 1], got 0.0"),
+    (_set("tolerances", "FP16", "deltas", "min_cosine", 1.01), "key 'tolerances.FP16.deltas.min_cosine': must be "
+                                                               "in (0, 1], got 1.01"),
+    (_set("gates", "min_box_match_rate", "FP16", 0), "key 'gates.min_box_match_rate.FP16': must be in (0, 1], got 0"),
+    # sizes positive
+    (_set("input", "size", 0), "key 'input.size': must be in [32, inf), got 0"),
+    (_set("checkpoint", "size", 0), "key 'checkpoint.size': must be in [1, inf), got 0"),
+    (_set("protocol", "keep_top_k", -5), "key 'protocol.keep_top_k': must be in [1, inf), got -5"),
+    (_set("anchors", "base_size", 0), "key 'anchors.base_size': must be in [1, inf), got 0"),
+    (_set("anchors", "ratios", [0.0]), "key 'anchors.ratios': expected numbers > 0, got 0.0"),
+    (_set("anchors", "scales", 32, [32, -16]), "key 'anchors.scales.32': expected numbers > 0, got -16"),
+    (lambda d: d["outputs"][3].update(stride=0), "key 'outputs[3].stride': must be in [1, inf), got 0"),
+    (_set("protocol", "height_range", [64, 64]), "key 'protocol.height_range': expected [low, high] with 0 <= low "
+                                                 "< high, got [64, 64]"),
+    (_set("protocol", "clip_annotation", 0), "key 'protocol.clip_annotation': must be in [1, inf), got 0"),
+    (_set("reference", "gflops", 0), "key 'reference.gflops': must be in (0, inf), got 0"),
+    (_set("reference", "map_percent", 848.0), "key 'reference.map_percent': must be in (0, 100], got 848.0"),
+    # unknown keys at any level, with the closest known key
+    (_set("protocol", "nms_treshold", 0.5), "key 'protocol.nms_treshold': unknown key; did you mean nms_threshold?"),
+    (_set("tolerance", {}), "key 'tolerance': unknown key; did you mean tolerances?"),
+    (_set("checkpoint", "mirror", ["https://example.org/x.zip"]), "key 'checkpoint.mirror': unknown key; did you "
+                                                                  "mean mirrors?"),
+    (_set("preprocess", "resize", "keep_aspect", True), "key 'preprocess.resize.keep_aspect': unknown key; did you "
+                                                        "mean keep_aspect_ratio?"),
+    (_set("preprocess", "ir", "scale", 255), "key 'preprocess.ir.scale': unknown key; expected one of "
+                                             "channel_order, mean"),
+    (lambda d: d["outputs"][2].update(strid=16), "key 'outputs[2].strid': unknown key; did you mean stride?"),
+    (_set("tolerances", "FP32", "default", "min_cos", 0.5), "key 'tolerances.FP32.default.min_cos': unknown key; "
+                                                            "did you mean min_cosine?"),
+    (_set("tolerances", "FP61", {"default": {"atol": 1, "rtol": 0, "min_cosine": 1}}),
+     "key 'tolerances.FP61': unknown key; did you mean FP16?"),
+    (_set("gates", "min_box_match_rate", "INT8", 0.5), "key 'gates.min_box_match_rate.INT8': unknown key; expected "
+                                                       "one of FP32, FP16"),
+    (_set("gates", "map_vs_baseline", "rtol", 0.5), "key 'gates.map_vs_baseline.rtol': unknown key; did you mean "
+                                                    "atol?"),
+    (_set("box_match", "iou_threshold", 0.5), "key 'box_match.iou_threshold': unknown key"),
+    (_set("anchors", "scales", "x32", [1, 2]), "key 'anchors.scales.x32': expected a stride (a positive integer)"),
+])
+def test_card_values_are_checked(tmp_path, mutate, message):
+    path = _write(tmp_path, mutate)
+    with pytest.raises(CardError) as e:
+        load_card(path)
+    assert str(e.value).startswith(f"{path}: {message}"), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_boundaries_that_are_allowed(tmp_path):
+    def edge(d):
+        d["tolerances"]["FP32"]["default"]["min_cosine"] = 1.0  # bit-exact cosine may be required
+        d["gates"]["min_box_match_rate"]["FP32"] = 1  # every detection reproduced
+        d["protocol"]["height_range"] = [0, 1024]
+        d["reference"]["map_percent"] = 100
+
+    card = load_card(_write(tmp_path, edge))
+    assert card.tolerance("FP32", "x").min_cosine == 1.0 and card.gates.min_box_match_rate["FP32"] == 1.0
+    assert card.protocol.height_range == (0.0, 1024.0)
+
+
 def test_box_match_settings_and_the_old_key_named(tmp_path, card):
     assert (card.box_match.min_score, card.box_match.iou) == (0.1, 0.9)
     assert dict(card.gates.min_box_match_rate) == {"FP32": 0.99, "FP16": 0.9}

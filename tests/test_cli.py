@@ -67,7 +67,7 @@ def test_compare_fails_with_exit_1_naming_outputs_when_tolerance_is_exceeded(sta
 
     ws = _copy_ws(standin_ws, tmp_path)
     data = yaml.safe_load(card.path.read_text())
-    data["tolerances"]["FP32"] = {"default": {"atol": 1e-9, "rtol": 0.0, "min_cosine": 0.0}}
+    data["tolerances"]["FP32"] = {"default": {"atol": 1e-9, "rtol": 0.0, "min_cosine": 0.5}}
     strict = tmp_path / "strict.yaml"
     strict.write_text(yaml.safe_dump(data))
     images = tmp_path / "imgs"
@@ -167,16 +167,19 @@ def _card_for_archive(card, tmp_path, archive):
 def test_download_archive_through_the_cli(card, tmp_path):
     import zipfile
 
+    from mxnet_files import nd_list, symbol_json
+
+    params = nd_list({"arg:conv_weight": np.zeros((25, 3, 16, 16), np.float32), "arg:conv_bias": np.zeros(25, np.float32)})
     archive = tmp_path / "ssh-model-final.zip"
     with zipfile.ZipFile(archive, "w") as z:
-        z.writestr("model/sshb-symbol.json", "{}")
-        z.writestr("model/sshb-0000.params", b"\x00" * 64)
+        z.writestr("model/sshb-symbol.json", symbol_json())
+        z.writestr("model/sshb-0000.params", params)
     pipeline = _card_for_archive(card, tmp_path, archive)
     ws = tmp_path / "ws"
     r = run("download", "-w", ws, "-p", pipeline, "--archive", archive)
     assert r.exit_code == 0, r.output
     assert "archive sha256 verified" in r.output
-    assert (ws / "checkpoints" / "real" / "sshb-0000.params").read_bytes() == b"\x00" * 64
+    assert (ws / "checkpoints" / "real" / "sshb-0000.params").read_bytes() == params
     r = run("download", "-w", ws, "-p", pipeline)
     assert r.exit_code == 0 and r.output.startswith("checkpoint up to date:")
 

@@ -6,7 +6,7 @@ import pytest
 from conftest import SMALL
 
 from ssh_toolkit.convert import ConvertedModel, convert, mo_arguments
-from ssh_toolkit.errors import ConversionError, InputDataError
+from ssh_toolkit.errors import ConversionError, InputDataError, UsageError
 from ssh_toolkit.runners.mxnet import MXNetRunner
 from ssh_toolkit.runners.openvino import OpenVINORunner
 from ssh_toolkit.workspace import Checkpoint, Workspace
@@ -103,7 +103,8 @@ def test_model_optimizer_failure_surfaces_its_error_and_leaves_nothing(card, sta
     assert not [p for p in ir_parent.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_input_size_must_be_a_multiple_of_32(card, standin_ws):
+@pytest.mark.parametrize("size", [100, 0, -32])
+def test_input_size_must_be_a_positive_multiple_of_the_largest_stride(card, standin_ws, size):
     ws, ck, _ = standin_ws
-    with pytest.raises(InputDataError, match="input size 100 is not a multiple of 32"):
-        convert(card, ck, ws, "FP32", 100)
+    with pytest.raises(UsageError, match=f"--input-size {size}: must be a positive multiple of 32, the largest"):
+        convert(card, ck, ws, "FP32", size)

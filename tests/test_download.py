@@ -6,12 +6,13 @@ import dataclasses
 import hashlib
 import http.server
 import io
-import random
 import shutil
 import threading
 import zipfile
 
+import numpy as np
 import pytest
+from mxnet_files import nd_list, symbol_json
 
 from ssh_toolkit.card import load_card
 from ssh_toolkit.download import (
@@ -25,8 +26,10 @@ from ssh_toolkit.download import (
 from ssh_toolkit.errors import InputDataError, UsageError
 from ssh_toolkit.workspace import Checkpoint, Workspace
 
-SYMBOL = b'{"nodes": [], "arg_nodes": [], "heads": []}'
-PARAMS = random.Random(0).randbytes(100_000)  # incompressible "weights": the zip spans several read chunks
+SYMBOL = symbol_json()
+# Random "weights" hardly compress: the zip spans several read chunks.
+PARAMS = nd_list({"arg:conv_weight": np.random.default_rng(0).standard_normal((25, 4, 16, 16)).astype(np.float32),
+                  "arg:conv_bias": np.zeros(25, np.float32)})
 
 
 def make_zip(members: dict[str, bytes]) -> bytes:
@@ -459,3 +462,70 @@ def test_directory_import_bad_paths(tmp_path, ws):
     z.write_bytes(GOOD_ZIP)
     with pytest.raises(UsageError, match="--archive"):
         import_checkpoint_files(z, card, ws)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The files themselves are checked to be an MXNet checkpoint, without MXNet (issue 7, defect 4)
+
+W = np.random.default_rng(0).standard_normal((25, 4, 16, 16)).astype(np.float32)
+B = np.zeros(25, np.float32)
+_GOOD_HEAD = len(nd_list({"arg:conv_weight": W})) - len(b"arg:conv_weight") - 16 - W.nbytes  # list + array header
+
+
+@pytest.mark.parametrize("symbol, params, bad_file, reason", [
+    (b'{"nodes": [', PARAMS, "sshb-symbol.json", "not JSON at line 1, column 12"),
+    (b"", PARAMS, "sshb-symbol.json", "empty file (0 bytes); expected an MXNet symbol JSON"),
+    (b'{"nodes": []}', PARAMS, "sshb-symbol.json", "not an MXNet symbol JSON: no 'arg_nodes' key"),
+    (b'[1, 2]', PARAMS, "sshb-symbol.json", "expected an object at the top level, got a list"),
+    (SYMBOL, b"", "sshb-0000.params", "empty file (0 bytes); expected an MXNet NDArray list"),
+    (SYMBOL, PARAMS[:1000], "sshb-0000.params", "truncated at byte 1000"),
+    (SYMBOL, PARAMS[:-3], "sshb-0000.params", f"truncated at byte {len(PARAMS) - 3}"),
+    (SYMBOL, b"PK\x03\x04" + PARAMS, "sshb-0000.params", "not an MXNet params file (NDArray list)"),
+    (SYMBOL, nd_list({"arg:conv_weight": W}), "sshb-0000.params", "no weights for conv_bias (no 'arg:conv_bias'"),
+    (SYMBOL, nd_list({"arg:conv_weight": W[:, :, :3], "arg:conv_bias": B}), "sshb-0000.params",
+     "'arg:conv_weight' has shape (25, 4, 3, 16), the symbol sshb-symbol.json implies (25, ?, 16, 16)"),
+    (symbol_json(("conv_weight", "conv_bias", "conv4_2_weight")), PARAMS, "sshb-0000.params",
+     "no weights for conv4_2_weight"),
+])
+def test_directory_import_through_the_cli_refuses_a_corrupt_checkpoint(tmp_path, symbol, params, bad_file, reason):
+    from typer.testing import CliRunner
+
+    from ssh_toolkit.cli import app
+
+    src = tmp_path / "sshb"
+    src.mkdir()
+    (src / "sshb-symbol.json").write_bytes(symbol)
+    (src / "sshb-0000.params").write_bytes(params)
+    ws = tmp_path / "ws"
+    r = CliRunner().invoke(app, ["download", "-w", str(ws), "--from-dir", str(src)])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith(f"ssh-toolkit: error: {src / bad_file}: "), line
+    assert reason in line
+    assert not (ws / "checkpoints" / "real").exists()
+    assert not (ws / "checkpoints").exists() or not any((ws / "checkpoints").iterdir())  # no temporary folder
+    assert (src / bad_file).read_bytes() in (symbol, params)  # the user's files are left alone
+
+
+def test_archive_with_a_corrupt_member_is_refused_naming_archive_and_member(tmp_path, ws):
+    bad = make_zip({"ssh-model-final/sshb-symbol.json": SYMBOL,
+                    "ssh-model-final/sshb-0000.params": PARAMS[:5000]})
+    path = tmp_path / "ssh-model-final.zip"
+    path.write_bytes(bad)
+    with pytest.raises(InputDataError) as ei:
+        download_checkpoint(card_for(bad), ws, archive=path)
+    assert str(ei.value) == (f"{path}: member ssh-model-final/sshb-0000.params: truncated at byte 5000: the data "
+                             f"of array 0 of 2 (25, 4, 16, 16) float32 needs {W.nbytes} bytes from byte "
+                             f"{_GOOD_HEAD}, the file ends {5000 - _GOOD_HEAD} bytes later")
+    assert not ws.checkpoint_dir("real").exists()
+    assert not list(ws.checkpoint_dir("real").parent.glob("*"))  # no temporary directory either
+
+
+def test_downloaded_archive_with_invalid_symbol_is_not_unpacked(server, ws):
+    bad = make_zip({"sshb-symbol.json": b"<html>not json</html>", "sshb-0000.params": PARAMS})
+    server.routes["/a.zip"] = {"data": bad}
+    card = card_for(bad, urls=[server.url("/a.zip")])
+    with pytest.raises(InputDataError, match=r"ssh-model-final.zip: member sshb-symbol.json: not JSON at line 1, column 1"):
+        fetch(card, ws)
+    assert not ws.checkpoint_dir("real").exists()

@@ -112,12 +112,67 @@ def test_unknown_model_is_a_usage_error(card, ws_copy, sample_root, tmp_path):
         _eval(card, ws, ck, sample_root, tmp_path / "run", models=["ir-int8"])
 
 
+def test_a_model_not_converted_at_the_input_size_is_a_usage_error_naming_the_command(card, ws_copy, sample_root,
+                                                                                     tmp_path):
+    ws, ck = ws_copy
+    irs = load_irs(card, ck, ws, SMALL, ["FP32"])
+    with pytest.raises(UsageError, match=r"--model ir-fp16: not converted at input size 128; run 'ssh-toolkit "
+                                         r"convert --input-size 128 --precision FP16' first"):
+        evaluate(card, ck, irs, sample_root, ws, input_size=SMALL, models=["ir-fp16"], run_dir=tmp_path / "r",
+                 progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("size", [100, 0])
+def test_input_size_follows_the_rule_of_convert(card, ws_copy, sample_root, tmp_path, size):
+    ws, ck = ws_copy
+    with pytest.raises(UsageError, match=f"--input-size {size}: must be a positive multiple of 32"):
+        evaluate(card, ck, [], sample_root, ws, input_size=size, run_dir=tmp_path / "r", progress=False)
+
+
+def _truncate_first_image(sample_root, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(sample_root, data)
+    first = sorted((data / "WIDER_val" / "images").rglob("*.jpg"))[0]
+    blob = first.read_bytes()
+    first.write_bytes(blob[: len(blob) * 2 // 3])  # OpenCV still decodes it, greying the missing rows
+    return data, first
+
+
+def test_a_truncated_jpeg_is_named_in_the_output_and_report(card, ws_copy, sample_root, tmp_path, capsys):
+    import cv2
+
+    ws, ck = ws_copy
+    data, first = _truncate_first_image(sample_root, tmp_path)
+    assert cv2.imread(str(first)) is not None  # the damage is silent for the decoder
+    ident = f"{first.parent.name}/{first.name}"
+    ev = evaluate(card, ck, load_irs(card, ck, ws, SMALL, ["FP32"]), data, ws, input_size=SMALL, limit=3,
+                  run_dir=tmp_path / "run", progress=False)
+    assert list(ev.image_warnings) == [ident]
+    assert "truncated JPEG" in ev.image_warnings[ident]
+    assert f"warning: {first}: truncated JPEG" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "run" / "image_warnings.csv")
+    assert table["image"].tolist() == [ident]
+    assert ev.summary.dataset["image_warnings"] == {ident: ev.image_warnings[ident]}
+    assert "image_warnings" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_strict_images_refuses_a_truncated_jpeg_before_inference(card, ws_copy, sample_root, tmp_path):
+    ws, ck = ws_copy
+    data, first = _truncate_first_image(sample_root, tmp_path)
+    with pytest.raises(InputDataError, match=f"{first}: truncated JPEG.*--strict-images refuses damaged images"):
+        evaluate(card, ck, load_irs(card, ck, ws, SMALL, ["FP32"]), data, ws, input_size=SMALL, limit=3,
+                 run_dir=tmp_path / "run", progress=False, strict_images=True)
+    assert not (ws.cache / "raw").exists()
+    assert not (tmp_path / "run").exists()
+
+
 def test_official_wider_ap_is_a_separate_metric(card, ws_copy, sample_root, tmp_path):
     """--official-gt: the official Easy/Medium/Hard AP from .mat files, recorded apart from the OMZ mAP."""
     from conftest import write_mats
 
     from ssh_toolkit.data.wider import open_wider
-    from ssh_toolkit.metric.wider_official import load_official_ground_truth
+    from ssh_toolkit.data.wider_official_gt import load_official_ground_truth
 
     ds = open_wider(sample_root)
     scene: dict[str, list] = {}

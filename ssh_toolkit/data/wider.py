@@ -18,14 +18,19 @@ Conversion follows the Accuracy Checker's ``wider`` converter (spec §1.2): blan
 stripped, dataset order is file order, boxes become ``x1 = x, y1 = y, x2 = x + w, y2 = y + h`` (no -1), and
 *every* box is kept, ``invalid=1`` and zero-size ones included. Images with no faces stay in the dataset.
 The reader is stricter than the converter in one way: a malformed file (bad count, missing or short box
-lines, negative sizes, stray lines, an image listed twice) is an :class:`InputDataError` naming the file and
-line, instead of a crash or a silently shifted parse. Fields may be separated by any whitespace.
+lines, negative sizes, stray lines, an image listed twice, an identifier that leaves the images folder such as
+``../../x.jpg``, ``/abs/x.jpg`` or ``..\\x.jpg``) is an :class:`InputDataError` naming the file and line,
+instead of a crash, a silently shifted parse or a file read from elsewhere. Fields may be separated by any
+whitespace. The file is UTF-8 (a leading byte order mark is dropped; UTF-16 with its byte order mark is read
+too) with LF, CRLF or CR line ends; bytes that are not UTF-8 are an error naming the line and column.
 """
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
+import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -99,17 +104,17 @@ def parse_annotations(path: str | Path) -> list[WiderImage]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise InputDataError(f"{path}: annotation file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputDataError(f"{path}: cannot read annotation file ({e})") from None
-
-    # (1-based line number, stripped text) of every non-blank line; "\r" goes with the strip.
-    lines = [(n, s) for n, raw in enumerate(text.split("\n"), start=1) if (s := raw.strip())]
+    except OSError as e:
+        raise InputDataError(f"{path}: cannot read annotation file ({e.strerror or e})") from None
 
     def fail(line: int, message: str) -> InputDataError:
         return InputDataError(f"{path}:{line}: {message}")
+
+    # (1-based line number, stripped text) of every non-blank line.
+    lines = [(n, s) for n, raw in enumerate(_decode_lines(data, fail), start=1) if (s := raw.strip())]
 
     images: list[WiderImage] = []
     first_seen: dict[str, int] = {}
@@ -119,6 +124,9 @@ def parse_annotations(path: str | Path) -> list[WiderImage]:
         if ".jpg" not in identifier:
             after = f" after the boxes of {images[-1].identifier}" if images else ""
             raise fail(ln, f"expected an image path (a line containing '.jpg'){after}, got {identifier!r}")
+        if _leaves_folder(identifier):
+            raise fail(ln, f"image path {identifier!r} leaves the images folder (an absolute path, a drive or "
+                           f"a '..' component); identifiers are relative to WIDER_<split>/images")
         if identifier in first_seen:
             raise fail(ln, f"image {identifier} is listed twice (first at line {first_seen[identifier]})")
         first_seen[identifier] = ln
@@ -152,6 +160,55 @@ def parse_annotations(path: str | Path) -> list[WiderImage]:
     if not images:
         raise InputDataError(f"{path}: no image entries (lines containing '.jpg')")
     return images
+
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+_LINE_ENDS = re.compile(r"\r\n|\r|\n")  # universal newlines, as Python's text mode (the converter) reads
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _decode_lines(data: bytes, fail) -> list[str]:
+    """The file's lines: UTF-8 (or UTF-16 with its BOM), any BOM dropped, CRLF/CR/LF line ends.
+
+    Text that is not UTF-8 (a latin-1 file name, say) is ``fail(line, ...)`` naming the line and column.
+    """
+    encoding = "utf-8"
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            data, encoding = data[len(bom):], name
+            break
+    if encoding != "utf-8":
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError as e:
+            line = data[:e.start].decode(encoding, "replace").count("\n") + 1
+            raise fail(line, f"not valid {encoding.upper()} text (the file starts with a UTF-16 byte order "
+                             f"mark); save the annotation file as UTF-8") from None
+        return _split_lines(text, fail)
+    try:
+        return _split_lines(data.decode("utf-8"), fail)
+    except UnicodeDecodeError as e:
+        before = data[:e.start]
+        raw_lines = _LINE_ENDS.split(before.decode("utf-8", "replace"))
+        line, column = len(raw_lines), len(raw_lines[-1]) + 1
+        raise fail(line, f"not UTF-8 text (byte 0x{data[e.start]:02x} at column {column} cannot be decoded); "
+                         f"save the annotation file as UTF-8") from None
+
+
+def _split_lines(text: str, fail) -> list[str]:
+    lines = _LINE_ENDS.split(text)
+    for n, line in enumerate(lines, start=1):
+        if "\x00" in line:
+            raise fail(n, "NUL character in the line (a binary file, or UTF-16 without a byte order mark?); "
+                          "expected UTF-8 text")
+    return lines
+
+
+def _leaves_folder(identifier: str) -> bool:
+    """True when the identifier, read with '/' or with '\\' as separator, is absolute, has a drive or a '..'."""
+    if _DRIVE.match(identifier) or identifier.startswith(("/", "\\")):
+        return True
+    return ".." in re.split(r"[/\\]", identifier)
 
 
 def _parse_box(text: str, fail) -> tuple[np.ndarray, np.ndarray]:

@@ -180,6 +180,10 @@ def evaluation_markdown(summary, tables: Mapping[str, Any]) -> str:
         lines += ["", "## Official WIDER FACE AP (separate metric; NOT comparable with the mAP above)", "",
                   "Min-max normalised scores, 1000 thresholds, GT-free images skipped, Easy/Medium/Hard sets "
                   "from the official .mat lists.", "", markdown_table(tables["official"])]
+    if "image_warnings" in tables:
+        lines += ["", "## image_warnings: damaged images that decoded and were evaluated anyway", "",
+                  "Their figures may be wrong (a truncated JPEG decodes with grey rows); `--strict-images` refuses "
+                  "them.", "", markdown_table(tables["image_warnings"])]
     worst = tables["per_image"].sort_values("n_fp", ascending=False).head(10)
     lines += ["", "## Images with the most false positives", "", markdown_table(worst)]
     if s.dataset.get("skipped"):

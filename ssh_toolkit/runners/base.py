@@ -1,10 +1,14 @@
-"""Runner lifecycle shared by the backends: activate -> infer(feed) -> deactivate, as a context manager."""
+"""The one runner interface: activate -> infer(tensor) / infer_many(items, on_result) -> deactivate.
+
+Callers never ask which backend they hold: ``infer_many`` is sequential here and a backend with a better way
+through many inputs (OpenVINO's async queue) overrides it.
+"""
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Mapping, Sequence
+from typing import Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -45,6 +49,16 @@ class Runner(ABC):
         named = self._infer(tensor)
         seconds = time.perf_counter() - start
         return RawOutputs.from_named(named.items(), self.name, seconds, expected=self.expected_outputs)
+
+    def infer_many(self, items: Iterable[tuple[Hashable, np.ndarray]],
+                   on_result: Callable[[Hashable, RawOutputs], None]) -> None:
+        """Run every ``(key, tensor)`` of ``items`` and call ``on_result(key, outputs)`` for each.
+
+        ``items`` is consumed lazily, so the caller's decoding overlaps inference where the backend allows.
+        Results may arrive out of order; ``on_result`` is never called concurrently.
+        """
+        for key, tensor in items:
+            on_result(key, self.infer(tensor))
 
     @abstractmethod
     def _activate(self) -> None: ...

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,8 +18,9 @@ PARITY_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 
 class OpenVINORunner(Runner):
     def __init__(self, xml: str | Path, expected_outputs: Sequence[str], name: str = "openvino",
-                 config: Mapping[str, str] | None = None, device: str = "CPU") -> None:
+                 config: Mapping[str, str] | None = None, device: str = "CPU", jobs: int = 0) -> None:
         super().__init__(expected_outputs)
+        self.jobs = jobs  # infer requests in flight in infer_many (0: OpenVINO's optimal number)
         self.xml = Path(xml)
         self.name = name
         self.device = device
@@ -49,25 +51,27 @@ class OpenVINORunner(Runner):
         self._request.infer({0: tensor})
         return self._named(self._request)
 
-    def infer_async(self, items: Iterable[tuple[object, np.ndarray]],
-                    callback: Callable[[object, RawOutputs], None], jobs: int = 0) -> None:
-        """Run ``items`` (key, tensor) through an AsyncInferQueue; ``callback(key, outputs)`` per result.
+    def infer_many(self, items: Iterable[tuple[Hashable, np.ndarray]],
+                   on_result: Callable[[Hashable, RawOutputs], None]) -> None:
+        """Run ``items`` (key, tensor) through an AsyncInferQueue of ``jobs`` requests.
 
-        Overlaps the caller's image decoding/resizing (the iterator) and the callback's decoding with inference.
-        Callbacks run on OpenVINO's threads one at a time per request; keep them short or thread-safe.
+        Overlaps the caller's image decoding/resizing (the iterator) and ``on_result`` with inference.
+        ``on_result`` runs on OpenVINO's callback threads, serialised by a lock.
         """
         from openvino.runtime import AsyncInferQueue
 
         if not self.active:
-            raise BackendError(f"{self.name}: infer_async() called before activate()")
-        queue = AsyncInferQueue(self._compiled, jobs)
+            raise BackendError(f"{self.name}: infer_many() called before activate()")
+        queue = AsyncInferQueue(self._compiled, self.jobs)
         errors: list[BaseException] = []
+        lock = threading.Lock()
 
         def done(request, key) -> None:
             try:
                 raw = RawOutputs.from_named(self._named(request).items(), self.name,
                                             request.latency / 1000.0, expected=self.expected_outputs)
-                callback(key, raw)
+                with lock:
+                    on_result(key, raw)
             except BaseException as e:  # surfaced on the caller's thread below
                 errors.append(e)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -126,7 +127,7 @@ def test_empty_and_missing_annotation_files(tmp_path):
         parse_annotations(tmp_path / "nope.txt")
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"a/\xff.jpg\n0\n")
-    with pytest.raises(InputDataError, match="cannot read annotation file"):
+    with pytest.raises(InputDataError, match=r"bad.txt:1: not UTF-8 text \(byte 0xff at column 3"):
         parse_annotations(bad)
 
 
@@ -271,3 +272,113 @@ def test_parse_shard():
     for bad in ("2", "a/b", "0/3", "5/4", "1/0"):
         with pytest.raises(UsageError):
             parse_shard(bad)
+
+
+# ---------------------------------------------------------------- odd encodings (issue 7, defect 5)
+
+def _boxes(images):
+    return [(im.identifier, im.boxes.tolist(), im.attributes.tolist(), im.line) for im in images]
+
+
+def test_utf8_bom_is_stripped_same_images_and_boxes(tmp_path, sample_root):
+    """A BOM written by a Windows editor must not glue itself to the first identifier (or shift the mAP)."""
+    plain = annotation_file(sample_root).read_bytes()
+    with_bom = tmp_path / "bom.txt"
+    with_bom.write_bytes(b"\xef\xbb\xbf" + plain)
+    expected = _boxes(parse_annotations(annotation_file(sample_root)))
+    assert _boxes(parse_annotations(with_bom)) == expected
+    assert expected[0][0] == "0--Parade/0_Parade_sample_1.jpg"
+
+    root = tmp_path / "copy"
+    shutil.copytree(sample_root, root)
+    annotation_file(root).write_bytes(b"\xef\xbb\xbf" + plain)
+    ds = open_wider(root)
+    assert _boxes(ds.images) == expected
+    present, missing = ds.check_images()
+    assert not missing and len(present) == len(expected)
+
+
+@pytest.mark.parametrize("encode", [
+    lambda t: t.replace("\n", "\r\n").encode(),                       # Windows line ends
+    lambda t: t.replace("\n", "\r").encode(),                         # classic Mac line ends
+    lambda t: "\ufeff".encode("utf-8") + t.replace("\n", "\r\n").encode(),  # BOM + CRLF
+    lambda t: t.encode("utf-16"),                                     # "Unicode" from Notepad: UTF-16 with BOM
+    lambda t: b"\xfe\xff" + t.encode("utf-16-be"),                     # UTF-16 big-endian with BOM
+])
+def test_other_encodings_read_the_same(tmp_path, encode):
+    expected = _boxes(parse_annotations(write(tmp_path, GOOD)))
+    path = tmp_path / "odd.txt"
+    path.write_bytes(encode(GOOD))
+    assert _boxes(parse_annotations(path)) == expected
+
+
+def test_latin1_file_name_is_a_line_numbered_error(tmp_path):
+    text = GOOD.replace("1--Handshaking/1_Handshaking_1_2.jpg", "1--Handshaking/1_Poign\xe9e.jpg")
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(InputDataError) as err:
+        parse_annotations(path)
+    msg = str(err.value)
+    assert msg == (f"{path}:10: not UTF-8 text (byte 0xe9 at column 26 cannot be decoded); save the annotation "
+                   f"file as UTF-8")
+
+
+def test_nul_bytes_are_a_line_numbered_error(tmp_path):
+    with pytest.raises(InputDataError, match=r"gt.txt:3: NUL character in the line \(a binary file"):
+        parse_annotations(write(tmp_path, "a/x.jpg\n1\n1 2 3 4\x00\n"))
+
+
+# ------------------------------------------------------- identifiers that leave the images folder (defect 11)
+
+@pytest.mark.parametrize("identifier", [
+    "../../x.jpg",
+    "0--Parade/../../../x.jpg",
+    "..",
+    "/etc/x.jpg",
+    "//server/share/x.jpg",
+    "..\\..\\x.jpg",
+    "0--Parade\\..\\..\\x.jpg",
+    "\\x.jpg",
+    "C:\\faces\\x.jpg",
+    "c:x.jpg",
+])
+def test_identifier_leaving_the_images_folder_is_refused(tmp_path, identifier):
+    path = write(tmp_path, f"a/ok.jpg\n0\n{identifier if identifier.endswith('.jpg') else identifier + '/y.jpg'}"
+                           f"\n1\n1 2 3 4\n")
+    with pytest.raises(InputDataError) as err:
+        parse_annotations(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}:3: image path ") and "leaves the images folder" in msg, msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("identifier", ["a/./x.jpg", "a/x..y.jpg", "..a/x.jpg", "a/...jpg", "a b/c d.jpg"])
+def test_identifiers_that_stay_inside_are_kept(tmp_path, identifier):
+    assert parse_annotations(write(tmp_path, f"{identifier}\n0\n"))[0].identifier == identifier
+
+
+def test_evaluate_refuses_an_identifier_leaving_the_images_folder(tmp_path, sample_root, card):
+    """Through the CLI: the file outside the images folder exists, and must be neither read nor scored."""
+    from typer.testing import CliRunner
+
+    from ssh_toolkit.cli import app
+    from ssh_toolkit.standins.toy import synthesize_toy
+    from ssh_toolkit.workspace import Workspace
+
+    root = tmp_path / "D"
+    shutil.copytree(sample_root, root)
+    first = next(p for p in sorted(images_dir(root).rglob("*.jpg")))
+    shutil.copy(first, root / "x.jpg")  # WIDER_val/images/../../x.jpg
+    ann = annotation_file(root)
+    lines = ann.read_text().splitlines()
+    lines[0] = "../../x.jpg"
+    ann.write_text("\n".join(lines) + "\n")
+    ws = Workspace(tmp_path / "ws")
+    synthesize_toy(card, ws.checkpoint_dir("toy"), seed=0)
+    r = CliRunner().invoke(app, ["evaluate", "-w", str(ws.root), "--weights", "toy", "--data-root", str(root),
+                                 "--limit", "1", "--model", "mxnet", "--report-dir", str(tmp_path / "run")])
+    assert r.exit_code == 2, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith(f"ssh-toolkit: error: {ann}:1: image path '../../x.jpg' leaves the images folder")
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "run").exists()

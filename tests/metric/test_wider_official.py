@@ -8,11 +8,11 @@ import pytest
 import scipy.io
 from conftest import cell, write_mats
 
+from ssh_toolkit.data.wider_official_gt import load_official_ground_truth
 from ssh_toolkit.errors import InputDataError
 from ssh_toolkit.metric.wider_official import (
     NO_GROUND_TRUTH,
     SETTINGS,
-    load_official_ground_truth,
     official_ap,
     official_iou,
 )

@@ -1,0 +1,163 @@
+"""Run every model over the images, once: the cached phase that ``compare`` and ``evaluate`` share.
+
+Like Polygraphy's comparator loop, it knows nothing about the runners it drives: each model under test is a
+name, a cache key and a factory for a :class:`~ssh_toolkit.runners.base.Runner`, and each runner's
+``infer_many`` decides how to get through the images (MXNet one by one, OpenVINO through its async queue).
+Every image's raw outputs go into the cache (``cache.RawCache``) as soon as they exist, keyed by the model's
+files as they are now, the runtime configuration, the input size and the image's bytes; so an interrupted
+command resumes where it stopped, and scoring, parity and reports never need inference again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tqdm import tqdm
+
+from .cache import CACHE_VERSION, RawCache
+from .card import ModelCard
+from .convert import ConvertedModel
+from .data.images import scan_file
+from .data.wider import read_image
+from .errors import UsageError
+from .fileio import sha256_file
+from .model.preprocess import resize, to_tensor
+from .run_record import REFERENCE_MODEL, ir_model_name
+from .runners.base import Runner
+from .runners.mxnet import MXNetRunner
+from .runners.openvino import PARITY_CONFIG, OpenVINORunner
+from .workspace import Checkpoint, Workspace
+
+# Over a dataset, run several infer requests in parallel streams (benchmark_app's default); f32 stays pinned.
+# With the default latency hint OpenVINO compiles one stream and the async queue runs one request at a time.
+DATASET_CONFIG = {**PARITY_CONFIG, "PERFORMANCE_HINT": "THROUGHPUT"}
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    name: str  # mxnet | ir-fp32 | ir-fp16
+    precision: str
+    key: str  # identifies weights + graph + input size + runtime config: the cache folder
+    side: str  # which preprocessing of the card: "mxnet" or "ir"
+    make_runner: Callable[[], Runner] = field(repr=False, compare=False)
+
+    @property
+    def is_reference(self) -> bool:
+        return self.name == REFERENCE_MODEL
+
+
+def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedModel], input_size: int,
+              names: Sequence[str] | None = None, *, jobs: int = 0) -> list[ModelUnderTest]:
+    """MXNet plus every IR, narrowed to ``names``; an unknown or unavailable name is a usage error."""
+    outs = card.output_names
+
+    def cache_key(*parts: object) -> str:
+        # Everything that shapes the raw outputs: the model files as they are now (not as recorded, so an edited
+        # file never hits the cache), the input size, the shared resize and the side's own preprocessing, the
+        # runtime config (another stream/thread split may change the last bits) and the cache format.
+        text = "|".join(map(str, (CACHE_VERSION, input_size, card.resize_interpolation, *parts)))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    mx_key = cache_key("mxnet", sha256_file(checkpoint.params_path), sha256_file(checkpoint.symbol_path),
+                       card.preprocess["mxnet"])
+    models = [ModelUnderTest(REFERENCE_MODEL, "FP32", f"mxnet-{mx_key}", "mxnet",
+                             lambda: MXNetRunner(checkpoint, card.input.name, input_size, outs))]
+    for ir in irs:
+        if ir.input_size != input_size:
+            raise UsageError(f"{ir.xml}: converted at input size {ir.input_size}, evaluating at {input_size}")
+        key = cache_key("ir", sha256_file(ir.xml), sha256_file(ir.bin), card.preprocess["ir"],
+                        sorted(DATASET_CONFIG.items()))
+        models.append(ModelUnderTest(ir.model_name, ir.precision, f"{ir.model_name}-{key}", "ir",
+                                     lambda ir=ir: OpenVINORunner(ir.xml, outs, name=ir.model_name,
+                                                                  config=DATASET_CONFIG, jobs=jobs)))
+    if names:
+        available = {m.name: m for m in models}
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            convertible = {ir_model_name(p): p for p in card.precisions}
+            if unknown[0] in convertible:
+                raise UsageError(f"--model {unknown[0]}: not converted at input size {input_size}; run 'ssh-toolkit "
+                                 f"convert --input-size {input_size} --precision {convertible[unknown[0]]}' first")
+            raise UsageError(f"--model {unknown[0]} is not available; available: {', '.join(available)}")
+        models = [available[n] for n in dict.fromkeys(names)]
+    return models
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """The images a command runs on, each read once up front: its content hash (the cache key) and damage."""
+
+    paths: tuple[Path, ...]
+    keys: tuple[str, ...]  # sha256 of each file's bytes
+    warnings: dict[int, str] = field(default_factory=dict)  # index -> what is wrong with a file that still decodes
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256("\n".join(self.keys).encode()).hexdigest()
+
+
+def scan_images(paths: Sequence[Path], *, progress: bool = True) -> ImageSet:
+    """Hash every image and check it for damage that the decoder would hide (``data.images.damage``)."""
+    keys, warnings = [], {}
+    for i, p in enumerate(tqdm(paths, desc="hash images", unit="img", disable=not progress, leave=False)):
+        key, problem = scan_file(p)
+        keys.append(key)
+        if problem:
+            warnings[i] = problem
+    return ImageSet(tuple(Path(p) for p in paths), tuple(keys), warnings)
+
+
+def _feed(card: ModelCard, model: ModelUnderTest, images: ImageSet, todo: Sequence[int], size: int,
+          hw_of: dict[int, tuple[int, int]]):
+    side = card.preprocess[model.side]
+    for i in todo:
+        image = read_image(images.paths[i])
+        hw_of[i] = image.shape[:2]
+        yield i, to_tensor(resize(image, size).image, side)
+
+
+def infer_missing(card: ModelCard, model: ModelUnderTest, images: ImageSet, cache: RawCache, size: int, *,
+                  progress: bool = True, on_stored: Callable[[int], None] | None = None) -> int:
+    """Infer every image without a cache entry, through the runner's ``infer_many``; returns how many.
+
+    ``on_stored(i)`` is called once image ``i``'s outputs are in the cache (a hook for progress or timing).
+    """
+    todo = [i for i, k in enumerate(images.keys) if not cache.has(k)]
+    if not todo:
+        return 0
+    hw_of: dict[int, tuple[int, int]] = {}
+    with tqdm(total=len(todo), desc=f"infer {model.name}", unit="img", disable=not progress) as bar:
+
+        def done(i: int, raw) -> None:
+            cache.put(images.keys[i], raw, hw_of.pop(i))
+            bar.update(1)
+            if on_stored is not None:
+                on_stored(i)
+
+        with model.make_runner() as runner:
+            runner.infer_many(_feed(card, model, images, todo, size, hw_of), done)
+    return len(todo)
+
+
+def run_models(card: ModelCard, models: Sequence[ModelUnderTest], images: ImageSet, workspace: Workspace,
+               size: int, *, progress: bool = True) -> tuple[dict[str, RawCache], dict[str, int]]:
+    """Every model over every image, inferring only what the cache lacks.
+
+    Returns each model's cache and how many images it inferred in this call (0: all from the cache).
+    """
+    caches = {m.name: RawCache(workspace.cache, m.key) for m in models}
+    inferred = {}
+    for m in models:
+        start = time.perf_counter()
+        inferred[m.name] = infer_missing(card, m, images, caches[m.name], size, progress=progress)
+        if progress and inferred[m.name]:
+            took = time.perf_counter() - start
+            tqdm.write(f"{m.name}: {inferred[m.name]} images in {took:.1f} s ({inferred[m.name] / took:.2f} img/s)")
+    return caches, inferred

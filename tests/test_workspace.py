@@ -1,0 +1,59 @@
+"""The Checkpoint record: a checkpoint is validated before use, so a damaged file is exit 2, not a traceback."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from ssh_toolkit.cli import app
+from ssh_toolkit.errors import InputDataError
+from ssh_toolkit.workspace import Checkpoint, Workspace
+
+
+@pytest.fixture(scope="module")
+def toy_ws(tmp_path_factory, card) -> Workspace:
+    from ssh_toolkit.standins.toy import synthesize_toy
+
+    ws = Workspace(tmp_path_factory.mktemp("toy-ws"))
+    synthesize_toy(card, ws.checkpoint_dir("toy"), seed=0)
+    return ws
+
+
+def _copy(toy_ws: Workspace, tmp_path) -> Workspace:
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(toy_ws.root, ws.root)
+    return ws
+
+
+def test_load_validates_the_files(toy_ws, tmp_path):
+    ws = _copy(toy_ws, tmp_path)
+    ck = Checkpoint.load(ws.checkpoint_dir("toy"))
+    data = ck.params_path.read_bytes()
+    ck.params_path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputDataError, match=rf"^{ck.params_path}: truncated at byte {len(data) // 2}: the data of"):
+        Checkpoint.load(ck.directory)
+    assert Checkpoint.load(ck.directory, validate=False) == ck  # the record itself is intact
+    ck.params_path.write_bytes(data)
+    ck.symbol_path.write_text('{"nodes": [{"op": "null", "name": "data", "inputs": []}]', encoding="utf-8")
+    with pytest.raises(InputDataError, match=rf"^{ck.symbol_path}: not JSON at line 1, column 57"):
+        Checkpoint.load(ck.directory)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda ck: ck.symbol_path.write_text("not json at all"), "sshb-symbol.json: not JSON at line 1, column 1"),
+    (lambda ck: ck.params_path.write_bytes(b""), "sshb-0000.params: empty file (0 bytes)"),
+])
+@pytest.mark.parametrize("command", [["evaluate", "--limit", "1"], ["convert"]])
+def test_commands_refuse_a_damaged_checkpoint_with_exit_2(toy_ws, tmp_path, sample_root, damage, reason, command):
+    ws = _copy(toy_ws, tmp_path)
+    damage(Checkpoint.load(ws.checkpoint_dir("toy")))
+    args = [*command, "-w", str(ws.root), "--weights", "toy"]
+    if command[0] == "evaluate":
+        args += ["--data-root", str(sample_root), "--report-dir", str(tmp_path / "run")]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines()[-1].startswith(f"ssh-toolkit: error: {ws.checkpoint_dir('toy')}/{reason}")
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "run").exists()
