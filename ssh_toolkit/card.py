@@ -22,6 +22,7 @@ PIPELINES_DIR = Path(str(resources.files("ssh_toolkit") / "pipelines"))
 DEFAULT_CARD = PIPELINES_DIR / "ssh-mxnet.yaml"
 PRECISIONS = ("FP32", "FP16")
 OUTPUT_KINDS = ("scores", "deltas")
+EXEC_SUFFIXES = ("bf16", "f16")  # execution precisions other than pinned f32 that get their own card entries
 
 
 @dataclass(frozen=True)
@@ -464,9 +465,14 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
     )
 
     tol_node = r.get(data, "tolerances")
-    r.only(tol_node, "tolerances.", precisions)
+    # Besides each IR precision (run at pinned f32), an IR run at another execution precision has its own
+    # tolerances and limits under "<precision>@<exec>" (FP32@bf16: the FP32 IR as a bf16 CPU runs it by default).
+    executed = tuple(k for k in (tol_node if isinstance(tol_node, dict) else {})
+                     if isinstance(k, str) and "@" in k and k.split("@")[0] in precisions
+                     and k.split("@")[1] in EXEC_SUFFIXES)
+    r.only(tol_node, "tolerances.", (*precisions, *executed))
     tolerances: dict[str, dict[str, Tolerance]] = {}
-    for prec in precisions:
+    for prec in (*precisions, *executed):
         table = r.get(tol_node, prec, "tolerances.")
         if not isinstance(table, dict) or not table:
             raise r.fail(f"tolerances.{prec}", "expected a mapping of output name/kind/default -> tolerance")
@@ -488,8 +494,8 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
 
     def per_precision(key: str, **bounds: Any) -> dict[str, float]:
         node = r.get(g, key, "gates.")
-        r.only(node, f"gates.{key}.", precisions)
-        return {p: float(r.num(node, p, f"gates.{key}.", **bounds)) for p in precisions}
+        r.only(node, f"gates.{key}.", (*precisions, *executed))
+        return {p: float(r.num(node, p, f"gates.{key}.", **bounds)) for p in (*precisions, *executed)}
 
     gates = Gates(
         map_vs_baseline_atol=float(r.num(r.get(g, "map_vs_baseline", "gates."), "atol", "gates.map_vs_baseline.",

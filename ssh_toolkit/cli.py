@@ -37,6 +37,10 @@ WeightsOpt = Annotated[str, typer.Option(
                       "detector), or auto = the first present of real, standin, toy.")]
 InputSize = Annotated[Optional[int], typer.Option(
     "--input-size", help="Square network input size, a multiple of 32 [default: the card's, 640].")]
+ExecPrecisions = Annotated[Optional[list[str]], typer.Option(
+    "--exec-precision", help="How IRs are executed, repeatable: f32 (pinned: numeric parity, models ir-fp32, "
+                             "ir-fp16), bf16 (pinned), default (the runtime's own choice on this CPU, i.e. what a "
+                             "deployment runs; added as ir-fp32@bf16 etc. when it is not f32).")]
 Precisions = Annotated[Optional[list[str]], typer.Option(
     "--precision", help="IR precision, repeatable [default: all in the card: FP32, FP16].")]
 
@@ -189,6 +193,7 @@ def compare(
                                 "difference gets (it must fail: that is how channel-order bugs show).")] = False,
     report_dir: Annotated[Optional[Path], typer.Option(
         "--report-dir", help="Where to write the tables [default: reports/runs/<time>-compare].")] = None,
+    exec_precision: ExecPrecisions = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -216,7 +221,8 @@ def compare(
             ds = open_wider(data_root)
             paths = [ds.image_path(item) for item in ds.select(limit=limit)]
         irs = [ConvertedModel.load(ws.ir_dir(ck.kind, size, p)) for p in _precisions(card, precision)]
-        run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels)
+        run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels,
+                         exec_precisions=exec_precision or ("f32",))
         out = write_parity_report(report_dir or default_run_dir("compare"), card, ck, run)
         for r in run.results:
             for d in r.diffs:
@@ -290,6 +296,7 @@ def evaluate(
     strict_images: Annotated[bool, typer.Option(
         "--strict-images", help="Refuse damaged images that still decode (a truncated JPEG) before inference, "
                                 "instead of naming them in the output and the report's image_warnings.")] = False,
+    exec_precision: ExecPrecisions = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -317,7 +324,8 @@ def evaluate(
             _say_left_out(card, irs, size)
         ev = do_evaluate(card, ck, irs, root, ws, models=model, input_size=size,
                          limit=limit, shard=_shard(shard), subset=subset, skip_missing=skip_missing,
-                         run_dir=report_dir, jobs=jobs, official_gt=official_gt, strict_images=strict_images)
+                         run_dir=report_dir, jobs=jobs, official_gt=official_gt, strict_images=strict_images,
+                         exec_precisions=exec_precision or ("f32", "default"))
         _print_evaluation(ev)
 
 
@@ -416,6 +424,7 @@ def run(
         "--baseline", help="Baseline to gate against [default: reports/baselines/<card>-<weights>-<size>.json].")]
     = None,
     report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Run folder.")] = None,
+    exec_precision: ExecPrecisions = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -428,6 +437,7 @@ def run(
         card = _card(pipeline)
         result = run_pipeline(card, _workspace(workspace), weights=weights, data_root=data_root,
                               input_size=input_size, limit=limit, baseline=baseline, run_dir=report_dir,
+                              exec_precisions=exec_precision or ("f32", "default"),
                               say=lambda m: typer.echo(m, err=True))
         _print_evaluation(result.evaluation)
         typer.echo(f"HTML report: {result.html.resolve()}")

@@ -55,7 +55,8 @@ class ParityRun:
 
 
 def run_parity(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedModel], images: Sequence[Path],
-               workspace: Workspace, *, swap_channels_check: bool = False, progress: bool = True) -> ParityRun:
+               workspace: Workspace, *, swap_channels_check: bool = False, progress: bool = True,
+               exec_precisions: Sequence[str] = ("f32",)) -> ParityRun:
     """Run MXNet (reference) and every IR on ``images``; accumulate per-output differences per IR.
 
     Inference goes through the same cached phase as ``evaluate`` (``inference.run_models``), so outputs
@@ -71,7 +72,7 @@ def run_parity(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedM
     if len(sizes) != 1:
         raise InputDataError(f"the IRs were converted at different input sizes {sorted(sizes)}")
     size = sizes.pop()
-    models = model_set(card, checkpoint, irs, size)
+    models = model_set(card, checkpoint, irs, size, exec_precisions=exec_precisions)
     image_set = scan_images(images, progress=progress)
     caches, inferred = run_models(card, models, image_set, workspace, size, progress=progress)
     ref, tests = models[0], models[1:]

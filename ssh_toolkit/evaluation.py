@@ -114,16 +114,21 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
              workspace: Workspace, *, models: Sequence[str] | None = None, input_size: int | None = None,
              limit: int | None = None, shard: tuple[int, int] | None = None, subset: Sequence[str] | None = None,
              skip_missing: bool = False, run_dir: str | Path | None = None, progress: bool = True,
-             jobs: int = 0, official_gt: str | Path | None = None, strict_images: bool = False) -> Evaluation:
+             jobs: int = 0, official_gt: str | Path | None = None, strict_images: bool = False,
+             exec_precisions: Sequence[str] = ("f32", "default")) -> Evaluation:
     """Evaluate MXNet and the IRs on a WIDER-layout dataset; write the run folder; return the records.
 
     An image that decodes but is damaged (a truncated JPEG) is named in ``Evaluation.image_warnings`` and the
     report's ``image_warnings`` table; with ``strict_images`` it is an error before any inference.
+
+    ``exec_precisions`` (``f32``, ``bf16``, ``default``): how each IR is executed. ``f32`` pins f32 (numeric parity:
+    ``ir-fp32``); ``default`` adds the runtime's own choice on this CPU when it differs (``ir-fp32@bf16``), which is
+    what a deployment runs.
     """
     from .report.markdown import evaluation_markdown, run_metadata, write_report
 
     size = card.resolve_input_size(input_size)
-    selected = model_set(card, checkpoint, irs, size, models, jobs=jobs)
+    selected = model_set(card, checkpoint, irs, size, models, jobs=jobs, exec_precisions=exec_precisions)
     run_dir = Path(run_dir) if run_dir else default_run_dir(f"{checkpoint.kind}-{size}")
     check_replaceable(run_dir, SUMMARY)  # before hours of inference, not after
     ds = open_wider(data_root)

@@ -35,15 +35,58 @@ from .workspace import Checkpoint, Workspace
 # Over a dataset, run several infer requests in parallel streams (benchmark_app's default); f32 stays pinned.
 # With the default latency hint OpenVINO compiles one stream and the async queue runs one request at a time.
 DATASET_CONFIG = {**PARITY_CONFIG, "PERFORMANCE_HINT": "THROUGHPUT"}
+EXEC_CHOICES = ("f32", "bf16", "default")  # --exec-precision: pinned f32, pinned bf16, or the runtime's default
+PINNED = "f32"  # the execution precision of the parity models (ir-fp32, ir-fp16)
+
+
+@dataclass(frozen=True)
+class ExecVariant:
+    """How an IR is executed: the precision that runs, and the runtime configuration that makes it run so."""
+
+    precision: str  # f32 | bf16 | f16: what the compiled model runs in (the model name's suffix unless pinned f32)
+    config: dict = field(hash=False)
+    requested: str  # the --exec-precision it came from
+
+    def model_name(self, ir_precision: str) -> str:
+        return ir_model_name(ir_precision, None if self.precision == PINNED else self.precision)
+
+    def card_precision(self, ir_precision: str) -> str:
+        """The key of the card's tolerances and gate limits: ``FP32``, or ``FP32@bf16`` for the bf16 run."""
+        return ir_precision if self.precision == PINNED else f"{ir_precision}@{self.precision}"
+
+
+def exec_variants(requested: Sequence[str], device: str = "CPU") -> tuple[list[ExecVariant], list[str]]:
+    """The distinct execution variants for ``requested`` (``f32``, ``bf16``, ``default``), and notes on those
+    that fold into another (``default`` on a CPU that runs f32 anyway is the pinned f32 model)."""
+    from .runners.openvino import default_exec_precision
+
+    variants: dict[str, ExecVariant] = {}
+    notes = []
+    for r in dict.fromkeys(requested):
+        if r not in EXEC_CHOICES:
+            raise UsageError(f"--exec-precision {r!r}: expected one of {', '.join(EXEC_CHOICES)}")
+        if r == "default":
+            p = default_exec_precision(device)
+            config = {"PERFORMANCE_HINT": "THROUGHPUT"}  # nothing pinned: what a deployment gets
+        else:
+            p = r
+            config = {**DATASET_CONFIG, "INFERENCE_PRECISION_HINT": r}
+        if p in variants:
+            notes.append(f"--exec-precision {r}: this {device} runs {p} by default, the same as "
+                         f"--exec-precision {variants[p].requested}; evaluated once")
+            continue
+        variants[p] = ExecVariant(p, config, r)
+    return list(variants.values()), notes
 
 
 @dataclass(frozen=True)
 class ModelUnderTest:
-    name: str  # mxnet | ir-fp32 | ir-fp16
-    precision: str
-    key: str  # identifies weights + graph + input size + runtime config: the cache folder
+    name: str  # mxnet | ir-fp32 | ir-fp16 | ir-fp32@bf16 | ...
+    precision: str  # the card's key for its tolerances and limits: FP32, FP16, FP32@bf16, ...
+    key: str  # identifies weights + graph + input size + runtime and its config: the cache folder
     side: str  # which preprocessing of the card: "mxnet" or "ir"
     make_runner: Callable[[], Runner] = field(repr=False, compare=False)
+    exec_precision: str = PINNED  # what the model runs in
 
     @property
     def is_reference(self) -> bool:
@@ -51,9 +94,17 @@ class ModelUnderTest:
 
 
 def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedModel], input_size: int,
-              names: Sequence[str] | None = None, *, jobs: int = 0) -> list[ModelUnderTest]:
-    """MXNet plus every IR, narrowed to ``names``; an unknown or unavailable name is a usage error."""
+              names: Sequence[str] | None = None, *, jobs: int = 0,
+              exec_precisions: Sequence[str] = (PINNED,)) -> list[ModelUnderTest]:
+    """MXNet plus every IR at every execution variant, narrowed to ``names``.
+
+    An IR at pinned f32 is ``ir-fp32``/``ir-fp16`` (numeric parity); at another precision it is named after the
+    precision that actually runs, ``ir-fp32@bf16``. An unknown or unavailable name is a usage error.
+    """
+    from importlib.metadata import version
+
     outs = card.output_names
+    variants, _ = exec_variants(exec_precisions) if irs else ([], [])
 
     def cache_key(*parts: object) -> str:
         # Everything that shapes the raw outputs: the model files as they are now (not as recorded, so an edited
@@ -62,23 +113,30 @@ def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
         text = "|".join(map(str, (CACHE_VERSION, input_size, card.resize_interpolation, *parts)))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    mx_key = cache_key("mxnet", sha256_file(checkpoint.params_path), sha256_file(checkpoint.symbol_path),
-                       card.preprocess["mxnet"])
+    mx_key = cache_key("mxnet", version("mxnet"), sha256_file(checkpoint.params_path),
+                       sha256_file(checkpoint.symbol_path), card.preprocess["mxnet"])
     models = [ModelUnderTest(REFERENCE_MODEL, "FP32", f"mxnet-{mx_key}", "mxnet",
                              lambda: MXNetRunner(checkpoint, card.input.name, input_size, outs))]
     for ir in irs:
         if ir.input_size != input_size:
             raise UsageError(f"{ir.xml}: converted at input size {ir.input_size}, evaluating at {input_size}")
-        key = cache_key("ir", sha256_file(ir.xml), sha256_file(ir.bin), card.preprocess["ir"],
-                        sorted(DATASET_CONFIG.items()))
-        models.append(ModelUnderTest(ir.model_name, ir.precision, f"{ir.model_name}-{key}", "ir",
-                                     lambda ir=ir: OpenVINORunner(ir.xml, outs, name=ir.model_name,
-                                                                  config=DATASET_CONFIG, jobs=jobs)))
+        files = (sha256_file(ir.xml), sha256_file(ir.bin))
+        for v in variants:
+            name = v.model_name(ir.precision)
+            # The runtime's version is part of the key: another OpenVINO may compile other kernels.
+            key = cache_key("ir", version("openvino"), *files, card.preprocess["ir"], v.precision,
+                            sorted(v.config.items()))
+            models.append(ModelUnderTest(
+                name, v.card_precision(ir.precision), f"{name}-{key}", "ir",
+                lambda ir=ir, v=v, name=name: OpenVINORunner(ir.xml, outs, name=name, config=v.config, jobs=jobs,
+                                                             expect_exec_precision=v.precision),
+                exec_precision=v.precision))
     if names:
         available = {m.name: m for m in models}
         unknown = [n for n in names if n not in available]
         if unknown:
-            convertible = {ir_model_name(p): p for p in card.precisions}
+            convertible = {v.model_name(p): p for p in card.precisions for v in variants}
+            convertible.update({ir_model_name(p): p for p in card.precisions})
             if unknown[0] in convertible:
                 raise UsageError(f"--model {unknown[0]}: not converted at input size {input_size}; run 'ssh-toolkit "
                                  f"convert --input-size {input_size} --precision {convertible[unknown[0]]}' first")

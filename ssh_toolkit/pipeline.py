@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .card import ModelCard
 from .convert import ConvertedModel, convert_all
@@ -100,6 +100,7 @@ class PipelineRun:
 def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_root: Path | None = None,
                  input_size: int | None = None, limit: int | None = None, baseline: Path | None = None,
                  run_dir: Path | None = None, progress: bool = True,
+                 exec_precisions: Sequence[str] = ("f32", "default"),
                  say: Callable[[str], None] = print) -> PipelineRun:
     from .data.sample import make_sample
     from .gate import Baseline, check_gate
@@ -120,7 +121,8 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
     irs = convert_all(card, ck, ws, input_size=size)
     for ir in irs:
         say(f"convert {ir.precision}: " + ("up to date" if ir.reused else f"converted in {ir.seconds:.1f} s"))
-    ev = evaluate(card, ck, irs, data_root, ws, input_size=size, limit=limit, run_dir=run_dir, progress=progress)
+    ev = evaluate(card, ck, irs, data_root, ws, input_size=size, limit=limit, run_dir=run_dir, progress=progress,
+                  exec_precisions=exec_precisions)
     html = write_html_report(ev.run_dir)
     result = check_gate(ev.summary, Baseline.load(baseline), card, str(baseline)) if baseline.is_file() else None
     return PipelineRun(ck, irs, ev, html, result, baseline)

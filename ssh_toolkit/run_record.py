@@ -49,9 +49,12 @@ def default_run_dir(what: str) -> Path:
     return Path("reports") / "runs" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{what}"
 
 
-def ir_model_name(precision: str) -> str:
-    """``FP32`` -> ``ir-fp32``: how runs, tables and gate rules name an IR."""
-    return f"ir-{precision.lower()}"
+def ir_model_name(precision: str, exec_precision: str | None = None) -> str:
+    """``FP32`` -> ``ir-fp32``; with the precision it runs in when that is not pinned f32: ``ir-fp32@bf16``.
+
+    How runs, tables and gate rules name an IR.
+    """
+    return f"ir-{precision.lower()}" + (f"@{exec_precision}" if exec_precision else "")
 
 
 def order_models(models: Iterable[str], precisions: Sequence[str]) -> list[str]:

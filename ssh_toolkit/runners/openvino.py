@@ -14,12 +14,30 @@ from .base import Runner
 
 # Pin f32 execution: CPUs with AMX/bf16 would otherwise run an FP32 IR in bf16 and parity would be meaningless.
 PARITY_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+EXEC_PRECISIONS = ("f32", "bf16", "f16")  # what INFERENCE_PRECISION_HINT can pin
+
+
+def precision_name(value) -> str:
+    """OpenVINO's element type (or its string) as the short name the hint takes: ``bf16``, ``f32``, ``f16``."""
+    name = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+    return {"bfloat16": "bf16", "float32": "f32", "float16": "f16"}.get(name, name)
+
+
+def default_exec_precision(device: str = "CPU") -> str:
+    """The precision ``device`` runs an FP32 model in when nothing is pinned (bf16 on CPUs with avx512_bf16/AMX)."""
+    import openvino as ov
+
+    return precision_name(ov.Core().get_property(device, "INFERENCE_PRECISION_HINT"))
 
 
 class OpenVINORunner(Runner):
     def __init__(self, xml: str | Path, expected_outputs: Sequence[str], name: str = "openvino",
-                 config: Mapping[str, str] | None = None, device: str = "CPU", jobs: int = 0) -> None:
+                 config: Mapping[str, str] | None = None, device: str = "CPU", jobs: int = 0,
+                 expect_exec_precision: str | None = None) -> None:
         super().__init__(expected_outputs)
+        # The precision the model is named after: activation fails if the compiled model runs another one.
+        self.expect_exec_precision = expect_exec_precision
+        self.exec_precision: str | None = None  # read back from the compiled model
         self.jobs = jobs  # infer requests in flight in infer_many (0: OpenVINO's optimal number)
         self.xml = Path(xml)
         self.name = name
@@ -38,6 +56,10 @@ class OpenVINORunner(Runner):
             self._compiled = core.compile_model(core.read_model(str(self.xml)), self.device, self.config)
         except RuntimeError as e:
             raise BackendError(f"{self.xml}: OpenVINO cannot load the IR: {str(e).strip().splitlines()[0]}") from None
+        self.exec_precision = precision_name(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if self.expect_exec_precision and self.exec_precision != self.expect_exec_precision:
+            raise BackendError(f"{self.xml}: compiled to run in {self.exec_precision}, not the "
+                               f"{self.expect_exec_precision} its model name {self.name!r} says")
         self._request = self._compiled.create_infer_request()
 
     @property
