@@ -8,14 +8,31 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Iterator, Literal, Optional
 
 import typer
 
+from .card import EXEC_SUFFIXES, PRECISIONS
 from .errors import EXIT_CODES_HELP, EXIT_ENVIRONMENT, ToolkitError, UsageError
-from .run_record import default_run_dir
+from .run_record import REFERENCE_MODEL, default_run_dir, ir_model_name
+from .runners.openvino import EXEC_CHOICES
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
+
+# Allowed option values (Literal choices: shown by --help, checked by Click), from the card and workspace constants.
+AUTO = "auto"
+WEIGHTS_CHOICES = (AUTO, *CHECKPOINT_KINDS)
+STANDIN_KINDS = tuple(k for k in CHECKPOINT_KINDS if k != "real")
+MODEL_CHOICES = (REFERENCE_MODEL, *(ir_model_name(p, e) for p in PRECISIONS for e in (None, *EXEC_SUFFIXES)))
+# Repeatable options take an Enum (Typer lists cannot hold a Literal); _plain hands the command plain strings.
+PrecisionChoice = StrEnum("PrecisionChoice", {p: p for p in PRECISIONS})
+ModelChoice = StrEnum("ModelChoice", {m: m for m in MODEL_CHOICES})
+ExecChoice = StrEnum("ExecChoice", {e: e for e in EXEC_CHOICES})
+
+
+def _plain(values: Optional[list[StrEnum]]) -> Optional[list[str]]:
+    return None if values is None else [str(v.value) for v in values]
 
 app = typer.Typer(
     name="ssh-toolkit",
@@ -32,17 +49,25 @@ Pipeline = Annotated[Path, typer.Option("--pipeline", "-p", help="Pipeline (mode
 WorkspaceOpt = Annotated[Optional[Path], typer.Option(
     "--workspace", "-w", help="Where checkpoints, IRs and caches live [default: $SSH_TOOLKIT_WORKSPACE or "
                               "./workspace].")]
-WeightsOpt = Annotated[str, typer.Option(
+WeightsOpt = Annotated[Literal[WEIGHTS_CHOICES], typer.Option(
     "--weights", help="Which checkpoint: real (downloaded), standin (seeded SSH architecture), toy (toy "
                       "detector), or auto = the first present of real, standin, toy.")]
 InputSize = Annotated[Optional[int], typer.Option(
-    "--input-size", help="Square network input size, a multiple of 32 [default: the card's, 640].")]
-ExecPrecisions = Annotated[Optional[list[str]], typer.Option(
-    "--exec-precision", help="How IRs are executed, repeatable: f32 (pinned: numeric parity, models ir-fp32, "
-                             "ir-fp16), bf16 (pinned), default (the runtime's own choice on this CPU, i.e. what a "
-                             "deployment runs; added as ir-fp32@bf16 etc. when it is not f32).")]
-Precisions = Annotated[Optional[list[str]], typer.Option(
-    "--precision", help="IR precision, repeatable [default: all in the card: FP32, FP16].")]
+    "--input-size", help="Square network input size, a multiple of the card's largest output stride [default: the card's input.size].")]
+ExecPrecisions = Annotated[Optional[list[ExecChoice]], typer.Option(
+    "--exec-precision", callback=_plain, metavar="|".join(EXEC_CHOICES),
+    help="How IRs are executed, repeatable: f32 (pinned: numeric parity, models ir-fp32, ir-fp16), bf16 (pinned), "
+         "default (the runtime's own choice on this CPU, i.e. what a deployment runs; added as ir-fp32@bf16 etc. "
+         "when it is not f32).")]
+Precisions = Annotated[Optional[list[PrecisionChoice]], typer.Option(
+    "--precision", case_sensitive=False, callback=_plain, metavar="|".join(PRECISIONS),
+    help="IR precision, repeatable [default: all in the card].")]
+LIMIT_HELP = "Use only the first N images."
+
+
+def _limit(default: str):
+    """The one --limit of compare, evaluate and run: same type, minimum and help; only the default differs."""
+    return typer.Option("--limit", min=1, metavar="N", show_default=default, help=LIMIT_HELP)
 
 
 def _default_pipeline() -> Path:
@@ -69,7 +94,7 @@ def errors_to_exit() -> Iterator[None]:
 
 
 def _workspace(path: Optional[Path]) -> Workspace:
-    return Workspace(path) if path else Workspace.default()
+    return Workspace((path or Workspace.default().root).resolve())  # absolute, so every printed path is
 
 
 def _checkpoint(ws: Workspace, weights: str) -> Checkpoint:
@@ -80,7 +105,7 @@ def _checkpoint(ws: Workspace, weights: str) -> Checkpoint:
         directory = ws.checkpoint_dir(kind)
         if (directory / Checkpoint.RECORD).is_file():
             ck = Checkpoint.load(directory)
-            typer.echo(f"checkpoint: {ck.kind} ({ck.weights} weights) in {directory}", err=True)
+            typer.echo(f"checkpoint: {ck.kind} ({'stand-in' if ck.is_standin else 'real'} weights) in {directory}", err=True)
             return ck
     if weights == "auto":
         raise UsageError(f"{ws.root}: no checkpoint; run 'ssh-toolkit download' (real weights) or "
@@ -113,7 +138,10 @@ def download(
         "--from-dir", help="Import already-unpacked sshb-symbol.json + sshb-0000.params from this folder.")] = None,
     mirror: Annotated[Optional[list[str]], typer.Option(
         "--mirror", help="Extra URL to try before the card's sources; repeatable.")] = None,
-    retries: Annotated[int, typer.Option(help="Attempts per source for transient failures.")] = 3,
+    retries: Annotated[int, typer.Option(
+        min=0, metavar="N", help="Retries per source after a transient failure (connection error, timeout, "
+                                 "HTTP 5xx, a body cut short), with exponential backoff: each source gets 1 + N "
+                                 "attempts.")] = 3,
     force: Annotated[bool, typer.Option(help="Download again even if the checkpoint is up to date.")] = False,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
@@ -140,9 +168,9 @@ def download(
 
 @app.command()
 def synthesize(
-    kind: Annotated[str, typer.Option(help="standin: seeded weights with the exact SSH architecture (numeric "
-                                           "parity only); toy: a toy detector with the SSH input/output contract "
-                                           "that finds the faces of the generated sample dataset.")] = "standin",
+    kind: Annotated[Literal[STANDIN_KINDS], typer.Option(
+        help="standin: seeded weights with the exact SSH architecture (numeric parity only); toy: a toy detector "
+             "with the SSH input/output contract that finds the faces of the generated sample dataset.")] = "standin",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical params.")] = 0,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
@@ -184,7 +212,7 @@ def compare(
         "--images", help="Folder of images (searched recursively).")] = None,
     data_root: Annotated[Optional[Path], typer.Option(
         "--data-root", help="A WIDER-layout dataset; its first --limit images are used.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Number of images.")] = 2,
+    limit: Annotated[Optional[int], _limit("2")] = 2,
     weights: WeightsOpt = "auto",
     precision: Precisions = None,
     input_size: InputSize = None,
@@ -233,7 +261,7 @@ def compare(
             typer.echo(f"[{r.test} fed RGB instead of BGR] self-check {verdict}: worst output {worst.name} "
                        f"max_abs={worst.max_abs:.3e}, {worst.min_passing_atol / max(worst.tolerance.atol, 1e-30):.0f}x "
                        f"its atol")
-        typer.echo(f"report: {out}")
+        typer.echo(f"report: {out.resolve()}")
         if any(bool(r) for r in run.self_check):
             from .errors import GateFailure
 
@@ -258,7 +286,7 @@ def make_sample_cmd(
 
     with errors_to_exit():
         root = make_sample(out or _workspace(workspace).sample_data, seed=seed)
-        typer.echo(f"sample dataset: {root}")
+        typer.echo(f"sample dataset: {root.resolve()}")
 
 
 def _shard(text: Optional[str]) -> Optional[tuple[int, int]]:
@@ -275,9 +303,10 @@ def evaluate(
     data_root: Annotated[Optional[Path], typer.Option(
         "--data-root", help="Root holding WIDER_val/images and wider_face_split/ [default: the generated sample "
                             "in the workspace].")] = None,
-    model: Annotated[Optional[list[str]], typer.Option(
-        "--model", help="mxnet, ir-fp32 or ir-fp16; repeatable [default: all available].")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N selected images.")] = None,
+    model: Annotated[Optional[list[ModelChoice]], typer.Option(
+        "--model", case_sensitive=False, callback=_plain, metavar="|".join(MODEL_CHOICES),
+        help="Model to evaluate, repeatable [default: all available].")] = None,
+    limit: Annotated[Optional[int], _limit("all")] = None,
     shard: Annotated[Optional[str], typer.Option(help="K/N: every N-th image starting at the K-th.")] = None,
     subset: Annotated[Optional[list[str]], typer.Option(
         "--subset", help="Image identifier or event folder (e.g. 0--Parade); repeatable.")] = None,
@@ -356,7 +385,8 @@ def _print_evaluation(ev) -> None:
     for p in ev.parity:
         verdict = "PASS" if p else "FAIL " + "; ".join(f"{d.name}: {d.reason}" for d in p.diffs if not d.passed)
         typer.echo(f"parity[{p.test}]: {verdict}; box match rate {s.box_match[p.test].box_match_rate:.4f}")
-    typer.echo(f"report: {ev.run_dir / 'report.md'}")
+    typer.echo(f"summary: {(ev.run_dir / 'summary.json').resolve()}")
+    typer.echo(f"report: {(ev.run_dir / 'report.md').resolve()}")
 
 
 def _print_gate(result) -> None:
@@ -409,16 +439,17 @@ def report(
     with errors_to_exit():
         df, path = report_runs(run_dirs, out)
         typer.echo(format_comparison(df).to_string())
-        typer.echo(f"report: {path}")
+        typer.echo(f"report: {path.resolve()}")
 
 
 @app.command()
 def run(
-    weights: Annotated[str, typer.Option(
-        "--weights", help="real (download), standin or toy (generated; toy is the embedded default).")] = "toy",
+    weights: Annotated[Literal[CHECKPOINT_KINDS], typer.Option(
+        "--weights",
+        help="real (download), standin or toy (generated; toy is the embedded default).")] = "toy",
     data_root: Annotated[Optional[Path], typer.Option(
         "--data-root", help="WIDER-layout dataset [default: the generated sample in the workspace].")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N images.")] = None,
+    limit: Annotated[Optional[int], _limit("all")] = None,
     input_size: InputSize = None,
     baseline: Annotated[Optional[Path], typer.Option(
         "--baseline", help="Baseline to gate against [default: reports/baselines/<card>-<weights>-<size>.json].")]
@@ -442,8 +473,9 @@ def run(
         _print_evaluation(result.evaluation)
         typer.echo(f"HTML report: {result.html.resolve()}")
         if result.gate is None:
-            typer.echo(f"gate: no baseline at {result.baseline}; record one with 'ssh-toolkit gate "
-                       f"{result.evaluation.run_dir} --baseline {result.baseline} --update-baseline'")
+            typer.echo(f"gate: no baseline at {result.baseline.resolve()}; record one with 'ssh-toolkit gate "
+                       f"{result.evaluation.run_dir.resolve()} --baseline {result.baseline.resolve()} "
+                       f"--update-baseline'")
             return
         _print_gate(result.gate)
         result.gate.raise_for_failure()

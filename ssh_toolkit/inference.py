@@ -29,13 +29,12 @@ from .model.preprocess import resize, to_tensor
 from .run_record import REFERENCE_MODEL, ir_model_name
 from .runners.base import Runner
 from .runners.mxnet import MXNetRunner
-from .runners.openvino import PARITY_CONFIG, OpenVINORunner
+from .runners.openvino import EXEC_CHOICES, PARITY_CONFIG, OpenVINORunner
 from .workspace import Checkpoint, Workspace
 
 # Over a dataset, run several infer requests in parallel streams (benchmark_app's default); f32 stays pinned.
 # With the default latency hint OpenVINO compiles one stream and the async queue runs one request at a time.
 DATASET_CONFIG = {**PARITY_CONFIG, "PERFORMANCE_HINT": "THROUGHPUT"}
-EXEC_CHOICES = ("f32", "bf16", "default")  # --exec-precision: pinned f32, pinned bf16, or the runtime's default
 PINNED = "f32"  # the execution precision of the parity models (ir-fp32, ir-fp16)
 
 

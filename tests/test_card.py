@@ -174,7 +174,7 @@ def test_boundaries_that_are_allowed(tmp_path):
 
 def test_box_match_settings_and_the_old_key_named(tmp_path, card):
     assert (card.box_match.min_score, card.box_match.iou) == (0.1, 0.9)
-    assert dict(card.gates.min_box_match_rate) == {"FP32": 0.99, "FP16": 0.9}
+    assert (card.gates.min_box_match_rate["FP32"], card.gates.min_box_match_rate["FP16"]) == (0.99, 0.9)
     old = _write(tmp_path, lambda d: d.update(detection_parity=d.pop("box_match")))
     with pytest.raises(CardError, match="detection_parity.*renamed to box_match") as e:
         load_card(old)

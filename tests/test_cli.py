@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +16,8 @@ from conftest import SMALL
 from typer.testing import CliRunner
 
 from ssh_toolkit.cli import app
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 runner = CliRunner()
 
@@ -37,6 +44,7 @@ def test_help_lists_commands_and_exit_codes():
         assert h.exit_code == 0 and "--pipeline" in h.output, cmd
 
 
+@pytest.mark.slow  # the standin workspace fixture runs Model Optimizer
 def test_compare_end_to_end_writes_tables_and_passes(standin_ws, tmp_path):
     ws = _copy_ws(standin_ws, tmp_path)
     images = tmp_path / "imgs"
@@ -62,6 +70,7 @@ def test_compare_end_to_end_writes_tables_and_passes(standin_ws, tmp_path):
     assert "STAND-IN WEIGHTS" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow  # the standin workspace fixture runs Model Optimizer
 def test_compare_fails_with_exit_1_naming_outputs_when_tolerance_is_exceeded(standin_ws, tmp_path, card):
     import yaml
 
@@ -82,6 +91,7 @@ def test_compare_fails_with_exit_1_naming_outputs_when_tolerance_is_exceeded(sta
     assert "FAIL | rpn_bbox_pred_stride8" in r.output
 
 
+@pytest.mark.slow  # the standin workspace fixture runs Model Optimizer
 def test_missing_image_folder_and_corrupt_image(standin_ws, tmp_path):
     ws = _copy_ws(standin_ws, tmp_path)
     r = run("compare", "-w", ws, "--images", tmp_path / "nope", "--input-size", SMALL, "--report-dir",
@@ -103,9 +113,15 @@ def test_convert_without_checkpoint_and_bad_options(tmp_path):
     r = run("convert", "-w", tmp_path, "--weights", "toy")
     assert r.exit_code == 2 and "run 'ssh-toolkit synthesize --kind toy' first" in r.output
     r = run("convert", "-w", tmp_path, "--weights", "bogus")
-    assert r.exit_code == 2 and "--weights must be auto or one of real, standin, toy" in r.output
+    assert r.exit_code == 2 and "'bogus' is not one of 'auto', 'real', 'standin', 'toy'" in r.output
     r = run("synthesize", "-w", tmp_path, "--kind", "nope")
-    assert r.exit_code == 2 and "--kind must be standin or toy" in r.output
+    assert r.exit_code == 2 and "'nope' is not one of 'standin', 'toy'" in r.output
+    r = run("convert", "-w", tmp_path, "--weights", "toy", "--precision", "fp64")
+    assert r.exit_code == 2 and "'fp64' is not one of 'fp32', 'fp16'" in r.output
+    r = run("evaluate", "-w", tmp_path, "--model", "ir-fp64")
+    assert r.exit_code == 2 and "'ir-fp64' is not one of 'mxnet', 'ir-fp32', 'ir-fp32@bf16', 'ir-fp32@f16', 'ir-fp16'" in r.output
+    r = run("convert", "-w", tmp_path, "--weights", "toy", "--precision", "fp16")  # any case: parsed, then
+    assert r.exit_code == 2 and "run 'ssh-toolkit synthesize --kind toy' first" in r.output  # no checkpoint
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -194,3 +210,100 @@ def test_download_archive_through_the_cli(card, tmp_path):
     assert line.startswith("ssh-toolkit: error:") and "\n" not in line
     assert str(other) in line and card.checkpoint.sha256 not in line  # the test card's digest, not the real one
     assert not (ws2 / "checkpoints" / "real").exists()
+
+
+def _options(command: str) -> dict[str, object]:
+    """The Click parameters of one command, by option name (``--limit``)."""
+    import typer.main
+
+    cmd = typer.main.get_command(app).commands[command]
+    return {o: p for p in cmd.params for o in p.opts}
+
+
+def test_help_lists_the_allowed_values():
+    expected = {
+        ("convert", "--weights"): "--weights <auto|real|standin|toy>",
+        ("compare", "--weights"): "--weights <auto|real|standin|toy>",
+        ("evaluate", "--weights"): "--weights <auto|real|standin|toy>",
+        ("run", "--weights"): "--weights <real|standin|toy>",
+        ("synthesize", "--kind"): "--kind <standin|toy>",
+        ("evaluate", "--model"): "--model mxnet|ir-fp32|ir-fp32@bf16|ir-fp32@f16|ir-fp16|ir-fp16@bf16|ir-fp16@f16",
+        ("evaluate", "--exec-precision"): "--exec-precision f32|bf16|default",
+        ("run", "--exec-precision"): "--exec-precision f32|bf16|default",
+        ("convert", "--precision"): "--precision FP32|FP16",
+        ("compare", "--precision"): "--precision FP32|FP16",
+    }
+    for (command, option), text in expected.items():
+        h = run(command, "--help")
+        assert h.exit_code == 0 and text in h.output, (command, option, h.output)
+        line = next(x for x in h.output.splitlines() if x.strip().startswith(option))
+        assert "list[" not in line and "<str>" not in line and "TEXT" not in line, line
+
+
+def test_limit_reads_the_same_on_compare_evaluate_and_run():
+    limits = {c: _options(c)["--limit"] for c in ("compare", "evaluate", "run")}
+    assert {p.help for p in limits.values()} == {"Use only the first N images."}
+    assert {(p.type_descriptor.annotation, p.min, p.max, p.metavar) for p in limits.values()} == {(int, 1, None, "N")}
+    for command in limits:
+        r = run(command, "--limit", "0")
+        assert r.exit_code == 2 and "'--limit': Input should be greater than or equal to 1" in r.output, (command, r.output)
+
+
+def test_retries_means_retries_after_the_first_attempt(tmp_path):
+    assert "each source gets 1 + N attempts" in " ".join(run("download", "--help").output.split())
+    r = run("download", "-w", tmp_path, "--retries", "1", "--mirror", "http://127.0.0.1:9/ssh-model-final.zip")
+    assert r.exit_code == 2
+    assert "http://127.0.0.1:9/ssh-model-final.zip: connection refused (2 attempts)" in r.output
+    assert run("download", "-w", tmp_path, "--retries", "-1").exit_code == 2
+
+
+def test_readme_says_which_commands_take_pipeline_and_workspace():
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+    without = {opt: sorted(c for c in commands if opt not in _options(c)) for opt in ("--pipeline", "--workspace")}
+    assert without == {"--pipeline": ["make-sample", "report"], "--workspace": ["gate", "report"]}
+    text = " ".join(README.read_text().split())
+    assert ("`--pipeline/-p FILE` (every command but `make-sample` and `report`; default: the embedded "
+            "`ssh_toolkit/pipelines/ssh-mxnet.yaml`)") in text
+    assert ("`--workspace/-w DIR` (every command but `gate` and `report`; default: `$SSH_TOOLKIT_WORKSPACE` "
+            "or `./workspace`") in text
+
+
+_BAR = re.compile(r"^[\w -]+: +\d+%\|")  # a tqdm bar: "infer mxnet:  50%|#####     | 1/2 [...]"
+
+
+def _cli(*args, cwd, env=None) -> subprocess.CompletedProcess:
+    """The real command line in a new process (what a user's terminal shows, minus the tty)."""
+    return subprocess.run([sys.executable, "-m", "ssh_toolkit.cli", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_real_cli_run_prints_absolute_paths_no_mkldnn_banner_and_no_message_after_a_bar(standin_ws, sample_root,
+                                                                                           tmp_path):
+    ws, _, _ = standin_ws
+    shutil.copytree(ws.root, tmp_path / "ws", ignore=shutil.ignore_patterns("cache"))  # MXNet must run
+    env = {k: v for k, v in os.environ.items() if k != "MXNET_SUBGRAPH_VERBOSE"}
+    args = ("evaluate", "-w", "ws", "--weights", "standin", "--data-root", sample_root, "--limit", 2,
+            "--input-size", SMALL)
+    r = _cli(*args, "--report-dir", "run", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "Subgraph backend" not in out and "MKLDNN" not in out
+    assert f"summary: {tmp_path / 'run' / 'summary.json'}\n" in r.stdout
+    assert f"report: {tmp_path / 'run' / 'report.md'}\n" in r.stdout
+    assert (tmp_path / "run" / "summary.json").is_file()
+    assert f"checkpoint: standin (stand-in weights) in {tmp_path / 'ws' / 'checkpoints' / 'standin'}" in r.stderr
+    bars = 0
+    for line in r.stderr.split("\n"):  # a bar redraws itself after \r; a message after it would share its line
+        pieces = [p for p in line.split("\r") if p.strip()]
+        if any(_BAR.match(p) for p in pieces):
+            bars += 1
+            assert _BAR.match(pieces[-1]), f"message on a progress bar's line: {line!r}"
+    assert bars >= 3  # mxnet, ir-fp32, ir-fp16
+    # The control: MXNet does print the banner when asked to (so the check above can see it).
+    shutil.rmtree(tmp_path / "ws" / "cache")
+    r = _cli(*args, "--model", "mxnet", "--report-dir", "run2", cwd=tmp_path,
+             env={**env, "MXNET_SUBGRAPH_VERBOSE": "1"})
+    assert r.returncode == 0 and "Subgraph backend MKLDNN is activated" in r.stderr

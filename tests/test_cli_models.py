@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from conftest import SMALL
 from typer.testing import CliRunner
 
 from ssh_toolkit.cli import app
 
+pytestmark = pytest.mark.slow  # uses the standin_ws fixture (Model Optimizer twice)
 
 def _ws_with_fp32_only(standin_ws, tmp_path):
     ws, _, _ = standin_ws

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ssh_toolkit.compare import list_images, run_parity
 from ssh_toolkit.inference import model_set, run_models, scan_images
 
+pytestmark = pytest.mark.slow  # uses the standin_ws fixture (Model Optimizer twice)
 
 def test_compare_caches_and_shares_the_cache_with_evaluate(card, standin_ws, sample_root, tmp_path):
     import shutil

@@ -11,6 +11,8 @@ from ssh_toolkit.runners.mxnet import MXNetRunner
 from ssh_toolkit.runners.openvino import OpenVINORunner
 from ssh_toolkit.workspace import Checkpoint, Workspace
 
+pytestmark = pytest.mark.slow  # Model Optimizer runs (the session's standin workspace): not in the fast lane
+
 
 def test_mo_arguments_fold_the_preprocessing_and_set_precision(card, standin_ws):
     _, ck, _ = standin_ws

@@ -15,6 +15,8 @@ from ssh_toolkit.evaluation import evaluate, load_irs
 from ssh_toolkit.run_record import RunSummary
 from ssh_toolkit.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # each test needs the converted standin workspace (Model Optimizer): not in the fast lane
+
 
 @pytest.fixture()
 def ws_copy(standin_ws, tmp_path):

@@ -28,6 +28,7 @@ def test_default_folds_into_a_pinned_variant_of_the_same_precision():
         exec_variants(["int8"])
 
 
+@pytest.mark.slow  # standin_ws runs Model Optimizer
 def test_model_names_say_the_precision_that_runs(card, standin_ws):
     ws, ck, irs = standin_ws
     models = model_set(card, ck, list(irs.values()), SMALL, exec_precisions=["f32", "default"])
@@ -43,6 +44,7 @@ def test_model_names_say_the_precision_that_runs(card, standin_ws):
 
 
 @pytest.mark.skipif(not _cpu_has_bf16(), reason="needs a CPU that runs bf16")
+@pytest.mark.slow  # standin_ws runs Model Optimizer
 def test_a_runner_refuses_to_run_in_another_precision_than_its_name_says(card, standin_ws):
     _, _, irs = standin_ws
     r = OpenVINORunner(irs["FP32"].xml, card.output_names, name="ir-fp32", config={"INFERENCE_PRECISION_HINT": "bf16"},

@@ -14,7 +14,7 @@ from .base import Runner
 
 # Pin f32 execution: CPUs with AMX/bf16 would otherwise run an FP32 IR in bf16 and parity would be meaningless.
 PARITY_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
-EXEC_PRECISIONS = ("f32", "bf16", "f16")  # what INFERENCE_PRECISION_HINT can pin
+EXEC_CHOICES = ("f32", "bf16", "default")  # --exec-precision: pinned f32, pinned bf16, or the runtime's default
 
 
 def precision_name(value) -> str:

@@ -1,6 +1,6 @@
 """The SSH (``sshb``) test-time architecture as an MXNet symbol, built from the spec.
 
-See ``shared/spec/ssh-architecture.md``: VGG16 convolutions, a stride-8 neck that adds the upsampled
+See ``docs/architecture.md``: VGG16 convolutions, a stride-8 neck that adds the upsampled
 stride-16 reduction, three detection modules (strides 8, 16, 32), and per stride a box-delta head and a
 two-class score head followed by the test-time reshape-softmax-reshape.
 

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 from ssh_toolkit.cli import app
 from ssh_toolkit.pipeline import default_baseline
 
+pytestmark = pytest.mark.slow  # full 640x640 runs: not in the fast lane (pytest -m "not slow")
+
 runner = CliRunner()
 BASELINE = Path(__file__).resolve().parents[2] / "ssh_toolkit" / "baselines" / "ssh-mxnet-toy-640.json"
 

@@ -116,17 +116,69 @@ def test_single_run_page_is_self_contained_with_plots_banner_and_tables(standin_
     assert page.index('class="banner"') < page.index("<h2>Summary</h2>")
 
 
-def test_plots_carry_the_reference_line_and_log_axes(standin_page):
+def _figures(run_dirs):
+    figures = {}
+    real_png = html_report._png
+
+    def capture(fig, alt):
+        figures[alt] = fig
+        return real_png(fig, alt)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(html_report, "_png", capture)
+        render_html(run_dirs)
+    return figures
+
+
+def test_plots_have_log_axes_and_count_axis_and_no_reference_line_for_a_standin(standin_page):
     _, figs = standin_page
     bars = figs["mAP per model"].axes[0]
-    assert "published 84.80 % (real weights)" in [t.get_text() for t in bars.get_legend().get_texts()]
-    assert any(list(line.get_ydata()) == [84.8, 84.8] for line in bars.get_lines())
-    pr = figs["precision-recall curves"].axes[0]
-    assert [t.get_text() for t in pr.get_legend().get_texts()] == [
-        "mxnet (mAP 71.23 %)", "ir-fp32 (mAP 71.23 %)", "ir-fp16 (mAP 71.18 %)"]
+    assert bars.get_legend() is None  # one run, no reference line: nothing to explain
+    assert not any(list(line.get_ydata()) == [84.8, 84.8] for line in bars.get_lines())
     hist_axes = [a for a in figs["histograms of absolute output differences"].axes if a.get_visible()]
     assert [a.get_title() for a in hist_axes] == list(OUTPUTS)
     assert all(a.get_xscale() == "log" for a in hist_axes)
+    assert {a.get_ylabel() for a in hist_axes} == {"count"}
+
+
+def test_published_reference_line_only_for_real_weights(tmp_path):
+    bars = _figures([make_run(tmp_path, weights="real", kind="real", tables=False)])["mAP per model"].axes[0]
+    assert [t.get_text() for t in bars.get_legend().get_texts()] == ["published 84.80 % (real weights)"]
+    assert any(list(line.get_ydata()) == [84.8, 84.8] for line in bars.get_lines())
+    # a comparison of a stand-in with a real run shows it (the real run is there), two stand-ins do not
+    a, b = make_run(tmp_path, "a", tables=False), make_run(tmp_path, "b", tables=False)
+    r = make_run(tmp_path, "r", weights="real", kind="real", tables=False)
+    assert "published 84.80 % (real weights)" in [
+        t.get_text() for t in _figures([a, r])["mAP per model"].axes[0].get_legend().get_texts()]
+    assert [t.get_text() for t in _figures([a, b])["mAP per model"].axes[0].get_legend().get_texts()] == ["a", "b"]
+
+
+def test_identical_pr_curves_are_one_line_named_for_each_model(standin_page):
+    _, figs = standin_page  # make_run gives the three models the same curve
+    pr = figs["precision-recall curves"].axes[0]
+    assert [t.get_text() for t in pr.get_legend().get_texts()] == [
+        "mxnet = ir-fp32 = ir-fp16 (identical curves), mAP 71.23 %"]
+    assert len(pr.get_lines()) == 1
+
+
+def test_pr_curve_starts_at_the_first_detection_and_distinct_curves_have_distinct_styles(tmp_path):
+    d = make_run(tmp_path)
+    rows = []
+    for m, shift in (("mxnet", 0.0), ("ir-fp32", 0.0), ("ir-fp16", 0.01)):
+        # two leading detections before the first face is recalled: an ignored face (precision undefined -> 0)
+        # and a false positive, both at recall 0 and precision 0
+        rows += [{"model": m, "recall": 0.0, "precision": 0.0}, {"model": m, "recall": 0.0, "precision": 0.0}]
+        rows += [{"model": m, "recall": r, "precision": 1 / 3 + 0.5 * (1 - r) - shift}
+                 for r in np.linspace(0.1, 0.8, 8)]
+    pd.DataFrame(rows).to_csv(d / "pr_curves.csv", index=False)
+    pr = _figures([d])["precision-recall curves"].axes[0]
+    lines = pr.get_lines()
+    assert [t.get_text() for t in pr.get_legend().get_texts()] == [
+        "mxnet = ir-fp32 (identical curves), mAP 71.23 %", "ir-fp16, mAP 71.18 %"]
+    for line in lines:
+        assert line.get_xdata()[0] == pytest.approx(0.1)  # the first detection that recalls a face
+        assert min(line.get_ydata()) > 0.3  # never drawn down to precision 0
+    assert len({(line.get_linestyle(), line.get_marker()) for line in lines}) == len(lines) == 2
 
 
 def test_mxnet_only_run_and_missing_tables_are_handled(tmp_path):

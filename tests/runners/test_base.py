@@ -34,6 +34,7 @@ def test_infer_before_activate_is_an_error():
         Doubler(["out"]).infer(np.zeros(1))
 
 
+@pytest.mark.slow  # standin_ws runs Model Optimizer
 def test_openvino_infer_many_equals_infer_for_every_item(card, standin_ws):
     _, _, irs = standin_ws
     ir = irs["FP32"]
