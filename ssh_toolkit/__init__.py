@@ -20,9 +20,9 @@ _API = {
     "evaluate": "evaluation",
     "load_irs": "evaluation",
     "default_baseline": "pipeline",
-    "Baseline": "gate.rules",
-    "check_gate": "gate.rules",
-    "gate_run": "gate.rules",
+    "Baseline": "gate",
+    "check_gate": "gate",
+    "gate_run": "gate",
 }
 __all__ = sorted(_API)
 

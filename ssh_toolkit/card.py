@@ -115,7 +115,7 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
-class DetectionParitySpec:
+class BoxMatchSpec:
     min_score: float
     iou: float
 
@@ -148,7 +148,7 @@ class ModelCard:
     anchors: AnchorSpec
     protocol: Protocol
     tolerances: Mapping[str, Mapping[str, Tolerance]] = field(repr=False)
-    detection_parity: DetectionParitySpec = field(repr=False)
+    box_match: BoxMatchSpec = field(repr=False)
     gates: Gates = field(repr=False)
 
     @property
@@ -289,7 +289,7 @@ class _Reader:
 # Keys each mapping of the card may hold (None: keys are data, checked where they are read).
 _SCHEMA: dict[str, Any] = {
     "": ("name", "title", "reference", "checkpoint", "input", "preprocess", "convert", "outputs", "anchors",
-         "protocol", "tolerances", "detection_parity", "gates"),
+         "protocol", "tolerances", "box_match", "gates"),
     "reference.": ("map_percent", "dataset", "n_images", "params", "gflops"),
     "checkpoint.": ("archive", "size", "sha256", "urls", "mirrors", "prefix", "epoch"),
     "input.": ("name", "size", "layout"),
@@ -303,7 +303,7 @@ _SCHEMA: dict[str, Any] = {
     "protocol.": ("name", "strides", "keep_top_k", "nms_threshold", "include_boundaries", "round_policy",
                   "clip_annotation", "height_range", "filter_empty", "overlap_threshold", "ignore_difficult"),
     "tolerance": ("atol", "rtol", "min_cosine"),
-    "detection_parity.": ("min_score", "iou"),
+    "box_match.": ("min_score", "iou"),
     "gates.": ("map_vs_baseline", "map_vs_reference", "ir_vs_mxnet_drop", "min_box_match_rate"),
     "gates.map_vs_baseline.": ("atol",),
     "gates.map_vs_reference.": ("atol",),
@@ -349,6 +349,8 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
     if not isinstance(data, dict):
         raise CardError(f"{path}: expected a mapping at the top level")
     r = _Reader(path)
+    if "detection_parity" in data and "box_match" not in data:
+        raise r.fail("detection_parity", "renamed to box_match (same min_score and iou)")
     _check_keys(r, data)
 
     ref = r.get(data, "reference")
@@ -482,10 +484,10 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
             if not ({o.name, o.kind, "default"} & set(table)):
                 raise r.fail(f"tolerances.{prec}", f"no tolerance covers output {o.name!r}")
 
-    dp = r.get(data, "detection_parity")
-    detection_parity = DetectionParitySpec(
-        min_score=r.fraction(dp, "min_score", "detection_parity."),
-        iou=r.fraction(dp, "iou", "detection_parity."),
+    bm = r.get(data, "box_match")
+    box_match = BoxMatchSpec(
+        min_score=r.fraction(bm, "min_score", "box_match."),
+        iou=r.fraction(bm, "iou", "box_match."),
     )
 
     g = r.get(data, "gates")
@@ -523,6 +525,6 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
         anchors=anchors,
         protocol=protocol,
         tolerances=tolerances,
-        detection_parity=detection_parity,
+        box_match=box_match,
         gates=gates,
     )

@@ -105,7 +105,7 @@ def _checkpoint(ws: Workspace, weights: str) -> Checkpoint:
         directory = ws.checkpoint_dir(kind)
         if (directory / Checkpoint.RECORD).is_file():
             ck = Checkpoint.load(directory)
-            typer.echo(f"checkpoint: {ck.kind} ({ck.weights} weights) in {directory}", err=True)
+            typer.echo(f"checkpoint: {ck.kind} ({'stand-in' if ck.is_standin else 'real'} weights) in {directory}", err=True)
             return ck
     if weights == "auto":
         raise UsageError(f"{ws.root}: no checkpoint; run 'ssh-toolkit download' (real weights) or "
@@ -330,7 +330,7 @@ def evaluate(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Run MXNet and every IR on a WIDER FACE layout dataset and compute mAP under the exact Open Model Zoo
-    Accuracy Checker protocol, plus numeric and detection parity of each IR against MXNet.
+    Accuracy Checker protocol, plus numeric parity and box match rate of each IR against MXNet.
 
     Raw outputs are cached per model and image: an interrupted run resumes, a re-run re-scores without
     inference. Writes summary.json, CSV/JSON tables and report.md into the run folder.
@@ -383,14 +383,14 @@ def _print_evaluation(ev) -> None:
         figures = ", ".join(f"{k} {v:.4f}" for k, v in aps.items())
         typer.echo(f"official WIDER AP[{name}]: {figures} (separate metric, not comparable with map)")
     for p in ev.parity:
-        typer.echo(f"parity[{p.test}]: {'PASS' if p else 'FAIL ' + ', '.join(p.failed)}; detection match rate "
-                   f"{s.detection_parity[p.test].match_rate:.4f}")
+        verdict = "PASS" if p else "FAIL " + "; ".join(f"{d.name}: {d.reason}" for d in p.diffs if not d.passed)
+        typer.echo(f"parity[{p.test}]: {verdict}; box match rate {s.box_match[p.test].box_match_rate:.4f}")
     typer.echo(f"summary: {(ev.run_dir / 'summary.json').resolve()}")
     typer.echo(f"report: {(ev.run_dir / 'report.md').resolve()}")
 
 
 def _print_gate(result) -> None:
-    from .gate.rules import write_step_summary
+    from .gate import write_step_summary
 
     for note in result.notes:
         typer.echo(note)
@@ -410,14 +410,15 @@ def gate(
                                   "fail).")] = False,
     pipeline: Pipeline = _default_pipeline(),
 ) -> None:
-    """Check a run against a committed baseline with the card's rules: mAP vs baseline (and vs the published
-    84.80 % with real weights), mAP drop of each IR vs MXNet, per-output numeric tolerances, detection parity.
+    """Check a run against a committed baseline with the card's rules: mAP vs baseline (and vs the card's
+    published mAP with real weights), mAP drop of each IR vs MXNet, the run's per-output numeric parity
+    verdicts, box match rate.
 
     Prints every rule with value, limit and verdict (and appends the Markdown table to $GITHUB_STEP_SUMMARY when
     set). Exit 0 pass, 1 regression, 2 usage or input error (missing run folder or baseline, runs not
     comparable), 3 environment error.
     """
-    from .gate.rules import gate_run
+    from .gate import gate_run
 
     with errors_to_exit():
         result = gate_run(run_dir, baseline, _card(pipeline), update_baseline=update_baseline)

@@ -81,7 +81,7 @@ def run_parity(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedM
         acc = ParityAccumulator(card, m.precision, ref.name, m.name)
         for k in image_set.keys:
             acc.update(caches[ref.name].get(k, ref.name)[0], caches[m.name].get(k, m.name)[0])
-        results.append(acc.result())
+        results.append(acc.compute())
     self_check = []
     if swap_channels_check:
         from .data.wider import read_image
@@ -93,5 +93,5 @@ def run_parity(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedM
             acc = ParityAccumulator(card, m.precision, ref.name, m.name)
             with m.make_runner() as runner:
                 acc.update(reference, runner.infer(bad))
-            self_check.append(acc.result())
+            self_check.append(acc.compute())
     return ParityRun(results, list(images), size, self_check, inferred)

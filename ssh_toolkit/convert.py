@@ -31,7 +31,7 @@ class ConvertedModel:
     precision: str
     input_size: int
     checkpoint_kind: str
-    weights: str  # "real" | "stand-in"
+    weights: str  # "real" | "standin"
     command: tuple[str, ...]
     mo_version: str
     seconds: float

@@ -7,7 +7,7 @@ Phases:
    ``infer_many``, each image's raw outputs cached as soon as they exist, so an interrupted run resumes where it
    stopped and a re-run re-scores without re-inferring.
 3. scoring, from the cache: decode under the card's protocol (so a protocol change never needs inference),
-   mAP per model, numeric parity and detection parity of each IR against MXNet.
+   mAP per model, numeric parity (verdict and reason per output) and box match rate of each IR against MXNet.
 4. records: a RunSummary and pandas tables, written as one run folder (atomically).
 """
 
@@ -29,7 +29,7 @@ from .errors import InputDataError
 from .fileio import atomic_dir, check_replaceable
 from .inference import ModelUnderTest, model_set, run_models, scan_images
 from .metric.average_precision import EvalResult, MapAccumulator
-from .metric.box_match import DetectionParityAccumulator
+from .metric.box_match import BoxMatchAccumulator
 from .metric.parity import ParityAccumulator, ParityResult
 from .model.decode import decode
 from .model.detections import Detections
@@ -62,14 +62,13 @@ def score_model(card: ModelCard, model: ModelUnderTest, ds: WiderDataset, keys: 
 
 
 def parity_of(card: ModelCard, ref: ModelScore, test: ModelScore, keys: Sequence[str], ref_cache: RawCache,
-              test_cache: RawCache) -> tuple[ParityResult, DetectionParityAccumulator, ParityAccumulator]:
+              test_cache: RawCache) -> tuple[ParityResult, BoxMatchAccumulator, ParityAccumulator]:
     num = ParityAccumulator(card, test.model.precision, ref.model.name, test.model.name)
-    dp = card.detection_parity
-    det = DetectionParityAccumulator(dp.min_score, dp.iou)
+    det = BoxMatchAccumulator(card.box_match.min_score, card.box_match.iou)
     for k, rd, td in zip(keys, ref.detections, test.detections):
         num.update(ref_cache.get(k, ref.model.name)[0], test_cache.get(k, test.model.name)[0])
         det.update(rd, td)
-    return num.result(), det, num
+    return num.compute(), det, num
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -160,14 +159,14 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     scores = [score_model(card, m, ds, keys, caches[m.name], size) for m in selected]
     by_name = {s.model.name: s for s in scores}
     parity: list[ParityResult] = []
-    det_parity, hist_frames = {}, []
+    box_match, hist_frames = {}, []
     if REFERENCE_MODEL in by_name:
         ref = by_name[REFERENCE_MODEL]
         for s in scores:
             if not s.model.is_reference:
                 num, det, acc = parity_of(card, ref, s, keys, caches[REFERENCE_MODEL], caches[s.model.name])
                 parity.append(num)
-                det_parity[s.model.name] = det.result()
+                box_match[s.model.name] = det.compute()
                 hist_frames.append(_hist_frame(s.model.name, acc))
 
     official = {}
@@ -186,13 +185,11 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
                  **dataset_identity(ds),
                  "images_sha256": images.digest, "image_warnings": image_warnings},
         precisions={s.model.name: s.model.precision for s in scores},
-        parity={p.test: {d.name: OutputParity(d.max_abs, d.min_passing_atol, d.tolerance.atol, d.cosine,
-                                              d.tolerance.min_cosine, d.passed,
-                                              d.problem) for d in p.diffs} for p in parity},
-        detection_parity=det_parity, official=official, card_sha256=meta["card_sha256"], versions=meta["versions"],
+        parity={p.test: {d.name: OutputParity.of(d) for d in p.diffs} for p in parity},
+        box_match=box_match, official=official, card_sha256=meta["card_sha256"], versions=meta["versions"],
         created=meta["created"],
     )
-    tables = _tables(scores, parity, det_parity, hist_frames)
+    tables = _tables(scores, parity, box_match, hist_frames)
     if image_warnings:
         import pandas as pd
 
@@ -221,7 +218,7 @@ def dataset_identity(ds: WiderDataset) -> dict[str, str]:
             "annotations_sha256": h.hexdigest()}
 
 
-def _tables(scores: Sequence[ModelScore], parity: Sequence[ParityResult], det_parity: dict, hist_frames: list):
+def _tables(scores: Sequence[ModelScore], parity: Sequence[ParityResult], box_match: dict, hist_frames: list):
     import pandas as pd
 
     metrics = pd.DataFrame([{
@@ -241,7 +238,7 @@ def _tables(scores: Sequence[ModelScore], parity: Sequence[ParityResult], det_pa
     if parity:
         tables["parity"] = pd.concat([p.to_frame() for p in parity], ignore_index=True)
         tables["parity_histograms"] = pd.concat(hist_frames, ignore_index=True)
-        tables["detection_parity"] = pd.DataFrame([{"model": m, **d.__dict__} for m, d in det_parity.items()])
+        tables["box_match"] = pd.DataFrame([{"model": m, **d.__dict__} for m, d in box_match.items()])
     return tables
 
 

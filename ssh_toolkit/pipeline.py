@@ -17,7 +17,7 @@ from .evaluation import Evaluation, evaluate
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
 
 if TYPE_CHECKING:
-    from .gate.rules import Baseline
+    from .gate.baseline import Baseline
 
 
 def default_baseline(card: ModelCard, kind: str, size: int) -> Path:
@@ -70,7 +70,7 @@ def check_plan_comparable(card: ModelCard, baseline: Baseline, baseline_path: Pa
 
     from .data.wider import open_wider
     from .evaluation import dataset_identity
-    from .gate.rules import comparability_differences
+    from .gate.baseline import comparability_differences
 
     ds = open_wider(data_root).select(limit=limit)
     planned = SimpleNamespace(
@@ -103,7 +103,7 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
                  exec_precisions: Sequence[str] = ("f32", "default"),
                  say: Callable[[str], None] = print) -> PipelineRun:
     from .data.sample import make_sample
-    from .gate.rules import Baseline, check_gate
+    from .gate import Baseline, check_gate
     from .report.html import write_html_report
 
     size = card.resolve_input_size(input_size)

@@ -9,12 +9,20 @@ A run folder holds:
     per_image.csv/.json     one row per model and image: model, image, n_gt, n_pos, n_detections, n_tp, n_fp,
                             n_ignored, max_score, seconds
     pr_curves.csv/.json     model, recall, precision (at most ~2000 points per model, envelope-preserving)
-    parity.csv/.json        numeric output diffs MXNet vs each IR over the dataset (compare.ParityResult.to_frame)
+    parity.csv/.json        numeric output diffs MXNet vs each IR over the dataset, with each output's verdict and
+                            reason (metric.parity.ParityResult.to_frame)
     parity_histograms.csv   model, output, upper_edge, count: |diff| histogram per output (log-spaced bins)
     official.csv            model, setting, ap: official WIDER Easy/Medium/Hard AP (only with --official-gt)
-    detection_parity.csv    model, n_ref, n_test, matched, match_rate, only_ref, only_test, mean/max |score diff|
+    box_match.csv/.json     model, n_ref, n_test, matched, box_match_rate, only_ref, only_test, mean/max |score diff|
     report.md               what a person reads first
     report.html             the same with plots (ssh-toolkit report)
+
+Verdicts are decided once, when the run is made, and recorded: each output's numeric parity carries ``passed``
+and the ``reason`` it failed; readers (the gate, the reports) show them and never re-derive them.
+
+summary.json format 2 (``format`` key): box match under ``box_match`` (``box_match_rate``), parity ``reason``,
+weights ``standin``. Format 1 (no ``format`` key: ``detection_parity``/``match_rate``, parity ``problem``,
+weights ``stand-in``) is still read, upgraded on load.
 """
 
 from __future__ import annotations
@@ -26,8 +34,11 @@ from typing import Any, Iterable, Sequence
 
 from .errors import InputDataError
 from .fileio import write_json
+from .metric.box_match import BoxMatch
+from .metric.parity import OutputDiff
 
 SUMMARY = "summary.json"
+SUMMARY_FORMAT = 2
 REFERENCE_MODEL = "mxnet"  # the original model every IR is compared with
 
 
@@ -46,8 +57,9 @@ def ir_model_name(precision: str, exec_precision: str | None = None) -> str:
     return f"ir-{precision.lower()}" + (f"@{exec_precision}" if exec_precision else "")
 
 
-def order_models(models: Iterable[str], precisions: Sequence[str] = ("FP32", "FP16")) -> list[str]:
-    """MXNet first, then the IRs in precision order, then anything else sorted; duplicates dropped."""
+def order_models(models: Iterable[str], precisions: Sequence[str]) -> list[str]:
+    """MXNet first, then the IRs in ``precisions`` order (the card's, or :attr:`RunSummary.ir_precisions`), then
+    anything else sorted; duplicates dropped."""
     models = list(dict.fromkeys(models))
     order = [REFERENCE_MODEL, *(ir_model_name(p) for p in precisions)]
     return [m for m in order if m in models] + sorted(m for m in models if m not in order)
@@ -55,27 +67,30 @@ def order_models(models: Iterable[str], precisions: Sequence[str] = ("FP32", "FP
 
 @dataclass(frozen=True)
 class OutputParity:
+    """One output's numeric parity as the run judged it: the figures, the tolerance used, the verdict and why."""
+
     max_abs: float
     min_passing_atol: float
     atol: float
     cosine: float
     min_cosine: float
     passed: bool
-    problem: str = ""  # a shape mismatch or non-finite values, when there is one
+    reason: str = ""  # why it failed (atol exceeded by how much, cosine too low, shape, non-finite); "" if passed
+    rtol: float | None = None  # None in format-1 summaries, which did not record it
 
+    @classmethod
+    def of(cls, d: OutputDiff) -> "OutputParity":
+        t = d.tolerance
+        return cls(d.max_abs, d.min_passing_atol, t.atol, d.cosine, t.min_cosine, d.passed, d.reason, t.rtol)
 
-@dataclass(frozen=True)
-class DetectionParity:
-    n_ref: int  # MXNet detections with score >= min_score
-    n_test: int
-    matched: int  # reference detections with a test detection at IoU >= iou
-    match_rate: float  # matched / n_ref (1.0 when n_ref == 0)
-    only_ref: int
-    only_test: int
-    mean_abs_score_diff: float
-    max_abs_score_diff: float
-    min_score: float
-    iou: float
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "OutputParity":
+        d = dict(d)
+        if "problem" in d:  # format 1: only data problems were named; a failed tolerance had no reason
+            problem = d.pop("problem")
+            d.setdefault("reason", problem or ("" if d.get("passed") else
+                                               "failed (reason not recorded by this format-1 summary)"))
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -87,19 +102,28 @@ class RunSummary:
     input_size: int
     protocol: str
     protocol_params: dict[str, Any]
-    weights: str  # "real" | "stand-in"
+    weights: str  # "real" | "standin"
     checkpoint_kind: str  # real | standin | toy
     note: str  # the stand-in banner
     reference_map: float
     dataset: dict[str, Any]  # root, split, n_images, selection, skipped, identifiers/annotations/images_sha256
     precisions: dict[str, str]  # model name -> precision ("FP32" for mxnet)
-    parity: dict[str, dict[str, OutputParity]] = field(default_factory=dict)  # IR model -> output -> stats
-    detection_parity: dict[str, DetectionParity] = field(default_factory=dict)
+    parity: dict[str, dict[str, OutputParity]] = field(default_factory=dict)  # IR model -> output -> verdict
+    box_match: dict[str, BoxMatch] = field(default_factory=dict)  # IR model -> box match rate vs MXNet
     # model -> {easy, medium, hard}: the official WIDER FACE AP, only with --official-gt. NOT comparable with map.
     official: dict[str, dict[str, float]] = field(default_factory=dict)
     card_sha256: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    format: int = SUMMARY_FORMAT
+
+    @property
+    def ir_precisions(self) -> tuple[str, ...]:
+        """The IRs' precisions in the order the run recorded them (the card's order when it was made)."""
+        return tuple(dict.fromkeys(p for m, p in self.precisions.items() if m != REFERENCE_MODEL))
+
+    def ordered_models(self, models: Iterable[str]) -> list[str]:
+        return order_models(models, self.ir_precisions)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,8 +134,18 @@ class RunSummary:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "RunSummary":
         d = dict(d)
-        d["parity"] = {m: {o: OutputParity(**s) for o, s in outs.items()} for m, outs in d.get("parity", {}).items()}
-        d["detection_parity"] = {m: DetectionParity(**s) for m, s in d.get("detection_parity", {}).items()}
+        fmt = d.setdefault("format", 1)
+        if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt > SUMMARY_FORMAT:
+            raise ValueError(f"format {fmt!r} is newer than this ssh-toolkit reads ({SUMMARY_FORMAT})")
+        if fmt == 1:  # older vocabulary
+            if d.get("weights") == "stand-in":
+                d["weights"] = "standin"
+            d["box_match"] = {m: {("box_match_rate" if k == "match_rate" else k): v for k, v in s.items()}
+                              for m, s in d.pop("detection_parity", {}).items()}
+            d["format"] = SUMMARY_FORMAT
+        d["parity"] = {m: {o: OutputParity.from_json(s) for o, s in outs.items()}
+                       for m, outs in d.get("parity", {}).items()}
+        d["box_match"] = {m: BoxMatch(**s) for m, s in d.get("box_match", {}).items()}
         return cls(**d)
 
     @classmethod

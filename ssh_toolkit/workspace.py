@@ -57,7 +57,7 @@ class Workspace:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """An MXNet checkpoint on disk. ``weights`` is "real" or "stand-in"; ``kind`` says which stand-in."""
+    """An MXNet checkpoint on disk. ``weights`` is "real" or "standin"; ``kind`` says which stand-in."""
 
     directory: Path
     prefix: str
@@ -70,7 +70,7 @@ class Checkpoint:
 
     @property
     def weights(self) -> str:
-        return "real" if self.kind == "real" else "stand-in"
+        return "real" if self.kind == "real" else "standin"
 
     @property
     def is_standin(self) -> bool:

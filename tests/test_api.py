@@ -3,7 +3,7 @@ import ssh_toolkit
 
 def test_package_level_api_resolves_lazily():
     from ssh_toolkit.card import load_card
-    from ssh_toolkit.gate.rules import check_gate
+    from ssh_toolkit.gate import check_gate
 
     assert ssh_toolkit.load_card is load_card and ssh_toolkit.check_gate is check_gate
     for name in ssh_toolkit.__all__:

@@ -111,8 +111,8 @@ def _set(*path_and_value):
     (_set("protocol", "nms_threshold", 0.0), "key 'protocol.nms_threshold': must be in (0, 1), got 0.0"),
     (_set("protocol", "nms_threshold", 1), "key 'protocol.nms_threshold': must be in (0, 1), got 1"),
     (_set("protocol", "overlap_threshold", 1.5), "key 'protocol.overlap_threshold': must be in (0, 1), got 1.5"),
-    (_set("detection_parity", "iou", 0), "key 'detection_parity.iou': must be in (0, 1), got 0"),
-    (_set("detection_parity", "min_score", 1.0), "key 'detection_parity.min_score': must be in (0, 1), got 1.0"),
+    (_set("box_match", "iou", 0), "key 'box_match.iou': must be in (0, 1), got 0"),
+    (_set("box_match", "min_score", 1.0), "key 'box_match.min_score': must be in (0, 1), got 1.0"),
     (_set("tolerances", "FP16", "scores", "min_cosine", 0.0), "key 'tolerances.FP16.scores.min_cosine': must be "
                                                               "in (0, 1], got 0.0"),
     (_set("tolerances", "FP16", "deltas", "min_cosine", 1.01), "key 'tolerances.FP16.deltas.min_cosine': must be "
@@ -149,7 +149,7 @@ def _set(*path_and_value):
                                                        "one of FP32, FP16"),
     (_set("gates", "map_vs_baseline", "rtol", 0.5), "key 'gates.map_vs_baseline.rtol': unknown key; did you mean "
                                                     "atol?"),
-    (_set("detection_parity", "iou_threshold", 0.5), "key 'detection_parity.iou_threshold': unknown key"),
+    (_set("box_match", "iou_threshold", 0.5), "key 'box_match.iou_threshold': unknown key"),
     (_set("anchors", "scales", "x32", [1, 2]), "key 'anchors.scales.x32': expected a stride (a positive integer)"),
 ])
 def test_card_values_are_checked(tmp_path, mutate, message):
@@ -170,3 +170,12 @@ def test_boundaries_that_are_allowed(tmp_path):
     card = load_card(_write(tmp_path, edge))
     assert card.tolerance("FP32", "x").min_cosine == 1.0 and card.gates.min_box_match_rate["FP32"] == 1.0
     assert card.protocol.height_range == (0.0, 1024.0)
+
+
+def test_box_match_settings_and_the_old_key_named(tmp_path, card):
+    assert (card.box_match.min_score, card.box_match.iou) == (0.1, 0.9)
+    assert (card.gates.min_box_match_rate["FP32"], card.gates.min_box_match_rate["FP16"]) == (0.99, 0.9)
+    old = _write(tmp_path, lambda d: d.update(detection_parity=d.pop("box_match")))
+    with pytest.raises(CardError, match="detection_parity.*renamed to box_match") as e:
+        load_card(old)
+    assert "\n" not in str(e.value) and e.value.exit_code == 2

@@ -66,7 +66,7 @@ def test_compare_end_to_end_writes_tables_and_passes(standin_ws, tmp_path):
     assert len(table) == 12 and all(row["passed"] for row in table)
     fp32 = [row for row in table if row["precision"] == "FP32"]
     assert max(row["max_abs"] for row in fp32) < 1e-3
-    assert json.loads((out / "metadata.json").read_text())["weights"] == "stand-in"
+    assert json.loads((out / "metadata.json").read_text())["weights"] == "standin"
     assert "STAND-IN WEIGHTS" in (out / "report.md").read_text()
 
 

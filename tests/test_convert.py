@@ -29,7 +29,7 @@ def test_conversion_record_and_ir_outputs(card, standin_ws):
     for precision, ir in irs.items():
         rec = json.loads((ir.directory / "conversion.json").read_text())
         assert rec["precision"] == precision and rec["input_size"] == SMALL
-        assert rec["weights"] == "stand-in" and rec["checkpoint_kind"] == "standin"
+        assert rec["weights"] == "standin" and rec["checkpoint_kind"] == "standin"
         assert rec["mo_version"].startswith("2023.3")
         assert rec["inputs"] == {"data": [1, 3, SMALL, SMALL]}
         # the IR names outputs with a ":0" suffix; every card output is there with the right shape

@@ -78,10 +78,10 @@ def test_run_folder_records(card, ws_copy, sample_root, tmp_path):
     s = RunSummary.load(run)
     assert s == ev.summary
     raw = json.loads((run / "summary.json").read_text())
-    assert set(raw["map"]) == {"mxnet", "ir-fp32"} and raw["weights"] == "stand-in"
+    assert set(raw["map"]) == {"mxnet", "ir-fp32"} and raw["weights"] == "standin"
     assert raw["n_images"] == 7 and raw["dataset"]["selection"] == "shard 1/2"
     assert raw["protocol"] == "omz-ac-retinaface-wider" and raw["protocol_params"]["keep_top_k"] == 1000
-    for table in ("metrics", "per_image", "pr_curves", "parity", "parity_histograms", "detection_parity"):
+    for table in ("metrics", "per_image", "pr_curves", "parity", "parity_histograms", "box_match"):
         assert (run / f"{table}.csv").is_file() and (run / f"{table}.json").is_file(), table
     per_image = pd.read_csv(run / "per_image.csv")
     assert len(per_image) == 14 and set(per_image["model"]) == {"mxnet", "ir-fp32"}
@@ -90,7 +90,7 @@ def test_run_folder_records(card, ws_copy, sample_root, tmp_path):
         "n_detections"].sum()
     md = (run / "report.md").read_text()
     assert "STAND-IN WEIGHTS" in md and "NOT the accuracy of SSH" in md
-    assert s.detection_parity["ir-fp32"].match_rate > 0.99
+    assert s.box_match["ir-fp32"].box_match_rate > 0.99
     assert all(o.passed for o in s.parity["ir-fp32"].values())
 
 

@@ -1,4 +1,4 @@
-"""Pure detection-level parity: which reference (MXNet) detections an IR reproduces, image by image."""
+"""Pure box match rate: the share of reference (MXNet) detections an IR reproduces, accumulated image by image."""
 
 from __future__ import annotations
 
@@ -8,11 +8,26 @@ import numpy as np
 
 from ..model.detections import Detections
 from ..model.overlap import metric_iou
-from ..run_record import DetectionParity
+
+
+@dataclass(frozen=True)
+class BoxMatch:
+    """How many reference detections the test model reproduced, over a whole dataset."""
+
+    n_ref: int  # MXNet detections with score >= min_score
+    n_test: int
+    matched: int  # reference detections with a test detection at IoU >= iou
+    box_match_rate: float  # matched / n_ref (1.0 when n_ref == 0)
+    only_ref: int
+    only_test: int
+    mean_abs_score_diff: float
+    max_abs_score_diff: float
+    min_score: float
+    iou: float
 
 
 @dataclass
-class DetectionParityAccumulator:
+class BoxMatchAccumulator:
     """Greedy, score-descending matching of reference detections (score >= min_score) to test detections.
 
     A test detection may serve one reference detection; it can be matched whatever its own score, so a box
@@ -28,7 +43,7 @@ class DetectionParityAccumulator:
     sum_score_diff: float = 0.0
     max_score_diff: float = 0.0
 
-    def update(self, ref: Detections, test: Detections) -> "DetectionParityAccumulator":
+    def update(self, ref: Detections, test: Detections) -> "BoxMatchAccumulator":
         r_keep = np.flatnonzero(ref.scores >= self.min_score)
         r_keep = r_keep[np.argsort(-ref.scores[r_keep], kind="stable")]
         t_strong = test.scores >= self.min_score
@@ -49,10 +64,10 @@ class DetectionParityAccumulator:
         self.only_test += int((t_strong & ~used).sum())
         return self
 
-    def result(self) -> DetectionParity:
-        return DetectionParity(
+    def compute(self) -> BoxMatch:
+        return BoxMatch(
             n_ref=self.n_ref, n_test=self.n_test, matched=self.matched,
-            match_rate=self.matched / self.n_ref if self.n_ref else 1.0,
+            box_match_rate=self.matched / self.n_ref if self.n_ref else 1.0,
             only_ref=self.n_ref - self.matched, only_test=self.only_test,
             mean_abs_score_diff=self.sum_score_diff / self.matched if self.matched else 0.0,
             max_abs_score_diff=self.max_score_diff, min_score=self.min_score, iou=self.iou,

@@ -1,7 +1,8 @@
 """Pure numeric comparison of two models' raw outputs, per output, accumulated over any number of images.
 
 An output passes when ``|test - ref| <= atol + rtol * |ref|`` holds everywhere and the cosine similarity is at
-least ``min_cosine`` (tolerances from the card, per IR precision). Plain relative difference is meaningless
+least ``min_cosine`` (tolerances from the card, per IR precision). The verdict and the reason for a failure are decided
+here, once (:meth:`DiffAccumulator.compute`), and recorded with the run; the gate reads them. Plain relative difference is meaningless
 where the reference is near zero (softmax probabilities of 1e-40), so ``max_rel`` only looks at elements with
 ``|ref| >= REL_FLOOR`` and is informational.
 """
@@ -38,13 +39,15 @@ class OutputDiff:
     min_passing_atol: float  # the smallest atol that would pass with this rtol
     tolerance: Tolerance
     passed: bool
-    problem: str = ""  # a shape mismatch or NaN, when there is one
+    # Why it failed ("" when it passed): every criterion that failed, e.g. "shape mismatch: ...",
+    # "non-finite values ...", "needs atol 1.2e-02 > 1.0e-02, exceeds it by 2.0e-03 ...", "cosine ... < ...".
+    reason: str = ""
 
     def verdict_line(self) -> str:
         tol = self.tolerance
         head = "PASS" if self.passed else "FAIL"
-        if self.problem:
-            return f"{head} | {self.name} | {self.problem}"
+        if self.reason:
+            return f"{head} | {self.name} | {self.reason}"
         return (f"{head} | {self.name} | max_abs={self.max_abs:.3e} (needs atol>={self.min_passing_atol:.3e}, "
                 f"atol={tol.atol:.1e} rtol={tol.rtol:.1e}) | cosine={self.cosine:.9f} (min {tol.min_cosine})")
 
@@ -111,7 +114,8 @@ class DiffAccumulator:
         idx = int(np.searchsorted(np.cumsum(self.hist), math.ceil(q * self.n), side="left"))
         return float(_EDGES[min(idx, len(_EDGES) - 1)])
 
-    def result(self, tol: Tolerance) -> OutputDiff:
+    def compute(self, tol: Tolerance) -> OutputDiff:
+        """The statistics and the verdict under ``tol``, with the reason when it fails."""
         if self.ref_sq == 0 and self.test_sq == 0:
             cosine = 1.0
         elif self.ref_sq == 0 or self.test_sq == 0:
@@ -122,14 +126,29 @@ class DiffAccumulator:
         peak = self.ref_max - self.ref_min if self.n else 0.0
         psnr = math.inf if mse == 0 else (10 * math.log10(peak * peak / mse) if peak > 0 else -math.inf)
         min_atol = max(0.0, self.min_atol)
-        passed = not self.problem and self.n > 0 and min_atol <= tol.atol and cosine >= tol.min_cosine
+        reason = verdict_reason(self.problem or ("" if self.n else "no values compared"), min_atol, cosine,
+                                self.max_abs, tol)
         return OutputDiff(
             name=self.name, shape=self.shape or (), n_values=self.n, max_abs=self.max_abs,
             mean_abs=self.sum_abs / self.n if self.n else 0.0, median_abs=self.quantile(0.5),
             p99_abs=self.quantile(0.99), max_rel=self.max_rel, cosine=cosine, psnr_db=psnr,
-            min_passing_atol=min_atol, tolerance=tol, passed=passed,
-            problem=self.problem or ("" if self.n else "no values compared"),
+            min_passing_atol=min_atol, tolerance=tol, passed=not reason, reason=reason,
         )
+
+
+def verdict_reason(problem: str, min_passing_atol: float, cosine: float, max_abs: float, tol: Tolerance) -> str:
+    """Why an output fails ``tol``: each failed criterion, "; "-joined; "" when it passes.
+
+    ``problem`` (a shape mismatch, non-finite values, nothing compared) fails the output whatever the numbers.
+    """
+    reasons = [problem] if problem else []
+    if not problem:
+        if not min_passing_atol <= tol.atol:  # also catches NaN
+            reasons.append(f"needs atol {min_passing_atol:.3e} > {tol.atol:.1e}, exceeds it by "
+                           f"{min_passing_atol - tol.atol:.3e} (max_abs {max_abs:.3e}, rtol {tol.rtol:g})")
+        if not cosine >= tol.min_cosine:
+            reasons.append(f"cosine {cosine:.9f} < {tol.min_cosine}, short by {tol.min_cosine - cosine:.3e}")
+    return "; ".join(reasons)
 
 
 @dataclass(frozen=True)
@@ -160,7 +179,7 @@ class ParityResult:
                 "max_abs": d.max_abs, "mean_abs": d.mean_abs, "median_abs": d.median_abs, "p99_abs": d.p99_abs,
                 "max_rel": d.max_rel, "cosine": d.cosine, "psnr_db": d.psnr_db,
                 "min_passing_atol": d.min_passing_atol, "atol": d.tolerance.atol, "rtol": d.tolerance.rtol,
-                "min_cosine": d.tolerance.min_cosine, "passed": d.passed, "problem": d.problem,
+                "min_cosine": d.tolerance.min_cosine, "passed": d.passed, "reason": d.reason,
             })
         return pd.DataFrame(rows)
 
@@ -185,11 +204,11 @@ class ParityAccumulator:
         self.n_images += 1
         return self
 
-    def result(self) -> ParityResult:
-        diffs = tuple(acc.result(self.card.tolerance(self.precision, name)) for name, acc in self.acc.items())
+    def compute(self) -> ParityResult:
+        diffs = tuple(acc.compute(self.card.tolerance(self.precision, name)) for name, acc in self.acc.items())
         return ParityResult(self.reference, self.test, self.precision, self.n_images, diffs)
 
 
 def compare_outputs(ref: RawOutputs, test: RawOutputs, card: ModelCard, precision: str) -> ParityResult:
     """One image: compare every output the card declares."""
-    return ParityAccumulator(card, precision, ref.runner, test.runner).update(ref, test).result()
+    return ParityAccumulator(card, precision, ref.runner, test.runner).update(ref, test).compute()

@@ -29,14 +29,13 @@ import pandas as pd
 
 from ..errors import UsageError
 from ..fileio import write_text
-from ..gate.rules import comparability_differences
-from ..run_record import REFERENCE_MODEL, RunSummary, ir_model_name, order_models
+from ..gate.baseline import comparability_differences
+from ..run_record import REFERENCE_MODEL, RunSummary, order_models
 from .markdown import format_float, standin_banner
 
 REPORT_HTML = "report.html"
-TABLES = ("metrics", "pr_curves", "parity", "parity_histograms", "detection_parity")
+TABLES = ("metrics", "pr_curves", "parity", "parity_histograms", "box_match")
 _NEEDS = {"pr_curves": ("model", "recall", "precision"), "parity_histograms": ("model", "output", "upper_edge", "count")}
-_IR_ORDER = (ir_model_name("FP32"), ir_model_name("FP16"))
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;
@@ -94,8 +93,13 @@ def load_run(run_dir: str | Path) -> RunData:
     return run
 
 
+def _order(models, *summaries: RunSummary) -> list[str]:
+    """``models`` in the runs' order: MXNet, then the IRs by the precisions the runs recorded."""
+    return order_models(models, [p for s in summaries for p in s.ir_precisions])
+
+
 def _irs(s: RunSummary) -> list[str]:
-    return [m for m in order_models([*s.map, *s.parity, *s.detection_parity]) if m != REFERENCE_MODEL]
+    return [m for m in _order([*s.map, *s.parity, *s.box_match], s) if m != REFERENCE_MODEL]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -112,7 +116,7 @@ def _run_column(s: RunSummary) -> dict[str, Any]:
         "protocol": s.protocol,
         "created": s.created,
     }
-    for m in order_models(s.map):
+    for m in _order(s.map, s):
         col[f"map[{m}]"] = float(s.map[m])
     mx = s.map.get(REFERENCE_MODEL)
     for ir in _irs(s):
@@ -125,15 +129,15 @@ def _run_column(s: RunSummary) -> dict[str, Any]:
             col[f"parity_min_cosine[{ir}]"] = min(float(o.cosine) for o in outs.values())
             col[f"parity_passed[{ir}]"] = all(o.passed for o in outs.values())
     for ir in _irs(s):
-        d = s.detection_parity.get(ir)
+        d = s.box_match.get(ir)
         if d is not None:
-            col[f"box_match_rate[{ir}]"] = float(d.match_rate)
+            col[f"box_match_rate[{ir}]"] = float(d.box_match_rate)
     for k, v in s.versions.items():
         col[f"version[{k}]"] = v
     return col
 
 
-def _row_order(names: list[str]) -> list[str]:
+def _row_order(names: list[str], models: Sequence[str]) -> list[str]:
     groups = ("weights", "checkpoint_kind", "input_size", "n_images", "dataset", "protocol", "created", "map[",
               "ir_vs_mxnet_drop[", "parity_max_abs[", "parity_min_cosine[", "parity_passed[", "box_match_rate[",
               "version[")
@@ -142,8 +146,7 @@ def _row_order(names: list[str]) -> list[str]:
         g = next((i for i, p in enumerate(groups) if name == p or (p.endswith("[") and name.startswith(p))),
                  len(groups))
         subject = name[name.find("[") + 1:-1] if "[" in name else ""
-        order = [REFERENCE_MODEL, *_IR_ORDER]
-        return g, order.index(subject) if subject in order else len(order)
+        return g, models.index(subject) if subject in models else len(models)
 
     return sorted(names, key=key)  # stable: unknown subjects keep their first-seen order
 
@@ -172,7 +175,9 @@ def _unique_labels(runs: Sequence[RunData]) -> list[str]:
 def _compare_frame(runs: Sequence[RunData]) -> pd.DataFrame:
     labels = _unique_labels(runs)
     cols = {lab: _run_column(r.summary) for lab, r in zip(labels, runs)}
-    names = _row_order(list(dict.fromkeys(k for c in cols.values() for k in c)))
+    models = _order([m for r in runs for m in (*r.summary.map, *r.summary.parity, *r.summary.box_match)],
+                    *(r.summary for r in runs))
+    names = _row_order(list(dict.fromkeys(k for c in cols.values() for k in c)), models)
     df = pd.DataFrame({lab: [c.get(n) for n in names] for lab, c in cols.items()}, index=names, dtype=object)
     df.index.name = "metric"
     if len(labels) == 2:
@@ -237,7 +242,7 @@ def _png(fig, alt: str) -> str:
 def _map_bar_plot(runs: Sequence[RunData], labels: Sequence[str]) -> str:
     fig = _figure()
     ax = fig.add_subplot()
-    models = order_models(m for r in runs for m in r.summary.map)
+    models = _order([m for r in runs for m in r.summary.map], *(r.summary for r in runs))
     width = 0.8 / max(len(runs), 1)
     for i, (r, lab) in enumerate(zip(runs, labels)):
         xs = [j + (i - (len(runs) - 1) / 2) * width for j, m in enumerate(models) if m in r.summary.map]
@@ -266,7 +271,8 @@ def _pr_plot(runs: Sequence[RunData], labels: Sequence[str]) -> str | None:
         return None
     fig = _figure(7.5, 5.5)
     ax = fig.add_subplot()
-    models = order_models(m for r, _ in curves for m in r.tables["pr_curves"]["model"].astype(str))
+    models = _order([m for r, _ in curves for m in r.tables["pr_curves"]["model"].astype(str)],
+                    *(r.summary for r, _ in curves))
     styles = ("-", "--", ":", "-.")
     markers = ("o", "s", "^", "D", "v")
     for i, (r, lab) in enumerate(curves):
@@ -274,7 +280,7 @@ def _pr_plot(runs: Sequence[RunData], labels: Sequence[str]) -> str | None:
         # already drawn in the same run are not drawn again (they would hide each other): that line's label
         # names every model it stands for.
         drawn: list[tuple[np.ndarray, np.ndarray, list[str], Any]] = []
-        for m in order_models(r.tables["pr_curves"]["model"].astype(str)):
+        for m in _order(r.tables["pr_curves"]["model"].astype(str), r.summary):
             rec, prec = _pr_points(r.tables["pr_curves"], m)
             if rec.size == 0:
                 continue
@@ -350,7 +356,7 @@ def _hist_plot(run: RunData) -> str | None:
     parity = run.tables.get("parity")
     for ax, out in zip(axes, outputs):
         part = df[df["output"].astype(str) == out]
-        for m in order_models(part["model"].astype(str)):
+        for m in _order(part["model"].astype(str), run.summary):
             h = part[part["model"].astype(str) == m].sort_values("upper_edge")
             x, y = _step_xy(h["upper_edge"].to_numpy(float), h["count"].to_numpy(float))
             line, = ax.plot(x, y, linewidth=1, label=m)
@@ -420,7 +426,7 @@ def _summary_section(run: RunData) -> str:
     maps = pd.DataFrame([{
         "model": m, "precision": s.precisions.get(m, ""), "mAP %": float(s.map[m]),
         "drop vs mxnet": (float(mx) - float(s.map[m])) if mx is not None and m != REFERENCE_MODEL else float("nan"),
-    } for m in order_models(s.map)])
+    } for m in _order(s.map, s)])
     return "<h2>Summary</h2>" + _kv_table(rows) + (_table(maps) if not maps.empty else _missing("No mAP recorded."))
 
 
@@ -428,7 +434,8 @@ def _parity_frame(run: RunData) -> pd.DataFrame | None:
     if "parity" in run.tables:
         df = run.tables["parity"]
         keep = [c for c in ("test", "precision", "output", "shape", "max_abs", "mean_abs", "p99_abs", "cosine",
-                            "min_passing_atol", "atol", "min_cosine", "passed", "problem") if c in df.columns]
+                            "min_passing_atol", "atol", "min_cosine", "passed", "reason", "problem")
+                if c in df.columns]
         return df[keep]
     if run.summary.parity:
         return pd.DataFrame([{"test": m, "output": o, **vars(p)} for m, outs in run.summary.parity.items()
@@ -436,11 +443,11 @@ def _parity_frame(run: RunData) -> pd.DataFrame | None:
     return None
 
 
-def _detection_frame(run: RunData) -> pd.DataFrame | None:
-    if "detection_parity" in run.tables:
-        return run.tables["detection_parity"]
-    if run.summary.detection_parity:
-        return pd.DataFrame([{"model": m, **vars(d)} for m, d in run.summary.detection_parity.items()])
+def _box_match_frame(run: RunData) -> pd.DataFrame | None:
+    if "box_match" in run.tables:
+        return run.tables["box_match"]
+    if run.summary.box_match:  # also a run folder of summary format 1 (detection_parity.csv is not read)
+        return pd.DataFrame([{"model": m, **vars(d)} for m, d in run.summary.box_match.items()])
     return None
 
 
@@ -463,9 +470,9 @@ def _run_sections(run: RunData, level: int = 2, with_plots: bool = True) -> str:
         parts.append(_table(parity))
         hist = _hist_plot(run)
         parts.append(hist or _missing("No |difference| histograms (parity_histograms.csv missing)."))
-    parts.append(f"<{h}>Detection parity (MXNet vs IR)</{h}>")
-    det = _detection_frame(run)
-    parts.append(_table(det) if det is not None else _missing("No detection parity in this run."))
+    parts.append(f"<{h}>Box match rate (share of MXNet detections the IR reproduces)</{h}>")
+    det = _box_match_frame(run)
+    parts.append(_table(det) if det is not None else _missing("No box match rate in this run."))
     parts.append(f"<{h}>Per-model metrics</{h}>")
     metrics = run.tables.get("metrics")
     parts.append(_table(metrics) if metrics is not None else _missing("metrics.csv missing; mAP in the summary."))

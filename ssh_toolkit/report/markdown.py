@@ -11,10 +11,12 @@ from typing import Any, Mapping
 
 from ..card import ModelCard
 from ..fileio import sha256_file, write_json, write_text
+from ..run_record import REFERENCE_MODEL
 
 
-def standin_banner(weights: str, kind: str, reference_map: float = 84.80) -> str:
-    """The sentence every report carries when the weights are not the published ones."""
+def standin_banner(weights: str, kind: str, reference_map: float) -> str:
+    """The sentence every report carries when the weights are not the published ones (``reference_map``: the
+    card's published figure)."""
     if weights == "real":
         return "Weights: the published SSH checkpoint (real)."
     what = {"standin": "a seeded stand-in with the exact SSH architecture",
@@ -117,7 +119,7 @@ def parity_markdown(run, card: ModelCard, weights: str, kind: str) -> str:
         "median/p99 are histogram estimates (within 2.3 %, rounded up).",
         "",
         markdown_table(df[["test", "output", "shape", "max_abs", "mean_abs", "median_abs", "p99_abs", "max_rel",
-                           "cosine", "psnr_db", "min_passing_atol", "atol", "passed"]]),
+                           "cosine", "psnr_db", "min_passing_atol", "atol", "passed", "reason"]]),
     ]
     if run.self_check:
         sc = run.self_check_frame()
@@ -163,16 +165,17 @@ def evaluation_markdown(summary, tables: Mapping[str, Any]) -> str:
     else:
         lines += ["", f"The published {s.reference_map:.2f} % applies to the real weights; it is not comparable "
                       "with these stand-in figures."]
-    if "mxnet" in s.map:
-        drops = [f"{m}: {s.map['mxnet'] - v:+.4f} points" for m, v in s.map.items() if m != "mxnet"]
+    if REFERENCE_MODEL in s.map:
+        drops = [f"{m}: {s.map[REFERENCE_MODEL] - v:+.4f} points" for m, v in s.map.items() if m != REFERENCE_MODEL]
         if drops:
             lines += ["", "mAP drop of each IR vs MXNet (positive = IR lower): " + "; ".join(drops) + "."]
     if "parity" in tables:
         lines += ["", "## Numeric parity of raw outputs (MXNet vs IR, whole dataset)", "",
                   markdown_table(tables["parity"][["test", "output", "max_abs", "mean_abs", "p99_abs", "cosine",
-                                                   "psnr_db", "min_passing_atol", "atol", "passed"]]),
-                  "", "## Detection parity (MXNet detections reproduced by the IR)", "",
-                  markdown_table(tables["detection_parity"])]
+                                                   "psnr_db", "min_passing_atol", "atol", "passed",
+                                                   "reason"]]),
+                  "", "## Box match rate (share of MXNet detections the IR reproduces)", "",
+                  markdown_table(tables["box_match"])]
     if "official" in tables:
         lines += ["", "## Official WIDER FACE AP (separate metric; NOT comparable with the mAP above)", "",
                   "Min-max normalised scores, 1000 thresholds, GT-free images skipped, Easy/Medium/Hard sets "

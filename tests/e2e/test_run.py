@@ -37,7 +37,7 @@ def test_default_baseline_is_committed(card):
     assert default_baseline(card, "toy", 640) == BASELINE
     assert BASELINE.is_file()
     data = json.loads(BASELINE.read_text())
-    assert data["weights"] == "stand-in" and data["checkpoint_kind"] == "toy"
+    assert data["weights"] == "standin" and data["checkpoint_kind"] == "toy"
 
 
 def test_run_on_the_embedded_default_passes_the_committed_baseline(default_run):
@@ -99,10 +99,13 @@ def test_a_broken_ir_fails_the_gate_naming_rules(default_run, tmp_path):
     r = run("gate", bad, "--baseline", BASELINE)
     assert r.exit_code == 1, r.output
     failed = re.findall(r"^FAIL \| (\S+)", r.output, re.M)
-    assert "parity_atol[ir-fp32/rpn_bbox_pred_stride8]" in failed
+    assert "parity[ir-fp32/rpn_bbox_pred_stride8]" in failed
     assert all("ir-fp16" not in f for f in failed)  # only the broken IR is blamed
-    line = next(ln for ln in r.output.splitlines() if ln.startswith("FAIL | parity_atol[ir-fp32/rpn_bbox_pred_stride8]"))
-    assert re.search(r"exceeds it by \d", line)
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("FAIL | parity[ir-fp32/rpn_bbox_pred_stride8]"))
+    # The gate shows the verdict and reason the run recorded, word for word.
+    rec = json.loads((bad / "summary.json").read_text())["parity"]["ir-fp32"]["rpn_bbox_pred_stride8"]
+    assert rec["passed"] is False and re.search(r"exceeds it by \d", rec["reason"])
+    assert line == f"FAIL | parity[ir-fp32/rpn_bbox_pred_stride8] | {rec['reason']} (FP32)"
     assert re.search(r"gate FAIL: \d+ of \d+ checks failed", r.output)
 
 

@@ -21,7 +21,7 @@ def test_statistics_match_independent_numpy():
     ref = rng.normal(size=(1, 8, 10, 10)).astype(np.float32)
     test = ref + rng.normal(scale=1e-3, size=ref.shape).astype(np.float32)
     tol = Tolerance(atol=1e-2, rtol=0.1, min_cosine=0.999)
-    d = DiffAccumulator("x", rtol=0.1).update(ref, test).result(tol)
+    d = DiffAccumulator("x", rtol=0.1).update(ref, test).compute(tol)
     r, t = ref.astype(np.float64).ravel(), test.astype(np.float64).ravel()
     diff = np.abs(t - r)
     assert d.max_abs == pytest.approx(diff.max(), rel=1e-12)
@@ -46,32 +46,47 @@ def test_accumulating_images_equals_one_big_update():
     acc = DiffAccumulator("x", 0.0)
     for r, t in zip(refs, tests):
         acc.update(r, t)
-    one = DiffAccumulator("x", 0.0).update(np.concatenate(refs), np.concatenate(tests)).result(tol)
-    many = acc.result(tol)
+    one = DiffAccumulator("x", 0.0).update(np.concatenate(refs), np.concatenate(tests)).compute(tol)
+    many = acc.compute(tol)
     for f in ("max_abs", "mean_abs", "cosine", "psnr_db", "median_abs", "p99_abs", "min_passing_atol"):
         assert getattr(many, f) == pytest.approx(getattr(one, f), rel=1e-12), f
 
 
 def test_verdicts_fail_on_atol_cosine_shape_and_nan():
     ref = np.linspace(-1, 1, 100)
-    ok = DiffAccumulator("x", 0).update(ref, ref + 1e-4).result(Tolerance(1e-3, 0, 0.99))
+    ok = DiffAccumulator("x", 0).update(ref, ref + 1e-4).compute(Tolerance(1e-3, 0, 0.99))
     assert ok.passed and ok.verdict_line().startswith("PASS | x | max_abs=1.000e-04")
-    too_far = DiffAccumulator("x", 0).update(ref, ref + 2e-3).result(Tolerance(1e-3, 0, 0.99))
+    too_far = DiffAccumulator("x", 0).update(ref, ref + 2e-3).compute(Tolerance(1e-3, 0, 0.99))
     assert not too_far.passed and too_far.min_passing_atol == pytest.approx(2e-3)
     assert too_far.verdict_line().startswith("FAIL | x |")
-    flipped = DiffAccumulator("x", 0).update(ref, -ref).result(Tolerance(10, 0, 0.99))
+    flipped = DiffAccumulator("x", 0).update(ref, -ref).compute(Tolerance(10, 0, 0.99))
     assert not flipped.passed and flipped.cosine == pytest.approx(-1)
-    shape = DiffAccumulator("x", 0).update(ref, ref[:50]).result(Tolerance(1, 0, 0))
-    assert not shape.passed and "shape mismatch" in shape.problem
-    nan = DiffAccumulator("x", 0).update(ref, np.full_like(ref, np.nan)).result(Tolerance(1, 0, 0))
-    assert not nan.passed and "non-finite" in nan.problem
-    empty = DiffAccumulator("x", 0).result(Tolerance(1, 0, 0))
-    assert not empty.passed and empty.problem == "no values compared"
+    shape = DiffAccumulator("x", 0).update(ref, ref[:50]).compute(Tolerance(1, 0, 0))
+    assert not shape.passed and "shape mismatch" in shape.reason
+    nan = DiffAccumulator("x", 0).update(ref, np.full_like(ref, np.nan)).compute(Tolerance(1, 0, 0))
+    assert not nan.passed and "non-finite" in nan.reason
+    empty = DiffAccumulator("x", 0).compute(Tolerance(1, 0, 0))
+    assert not empty.passed and empty.reason == "no values compared"
+
+
+def test_the_reason_names_every_failed_criterion_with_the_amount():
+    ref = np.linspace(-1, 1, 100)
+    assert DiffAccumulator("x", 0).update(ref, ref + 1e-4).compute(Tolerance(1e-3, 0, 0.99)).reason == ""
+    too_far = DiffAccumulator("x", 0).update(ref, ref + 2e-3).compute(Tolerance(1e-3, 0, 0.99))
+    assert too_far.reason == "needs atol 2.000e-03 > 1.0e-03, exceeds it by 1.000e-03 (max_abs 2.000e-03, rtol 0)"
+    flipped = DiffAccumulator("x", 0).update(ref, -ref).compute(Tolerance(10, 0, 0.99))
+    assert flipped.reason == "cosine -1.000000000 < 0.99, short by 1.990e+00"
+    both = DiffAccumulator("x", 0).update(ref, -ref).compute(Tolerance(1, 0, 0.99))
+    assert both.reason == ("needs atol 2.000e+00 > 1.0e+00, exceeds it by 1.000e+00 (max_abs 2.000e+00, rtol 0); "
+                           "cosine -1.000000000 < 0.99, short by 1.990e+00")
+    assert both.verdict_line() == f"FAIL | x | {both.reason}"
+    shape = DiffAccumulator("x", 0).update(ref, ref[:50]).compute(Tolerance(1, 0, 0))
+    assert shape.reason == "shape mismatch: reference (100,) vs test (50,)"
 
 
 def test_identical_outputs_have_infinite_psnr_and_unit_cosine():
     ref = np.arange(10.0)
-    d = DiffAccumulator("x", 0).update(ref, ref.copy()).result(Tolerance(0, 0, 1.0))
+    d = DiffAccumulator("x", 0).update(ref, ref.copy()).compute(Tolerance(0, 0, 1.0))
     assert d.passed and d.max_abs == 0 and d.cosine == 1.0 and math.isinf(d.psnr_db)
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from ssh_toolkit.errors import InputDataError
+from ssh_toolkit.metric.box_match import BoxMatch
 from ssh_toolkit.report import html as html_report
 from ssh_toolkit.report.html import (
     compare_runs,
@@ -19,7 +20,7 @@ from ssh_toolkit.report.html import (
     write_html_report,
 )
 from ssh_toolkit.report.markdown import standin_banner
-from ssh_toolkit.run_record import DetectionParity, OutputParity, RunSummary
+from ssh_toolkit.run_record import OutputParity, RunSummary
 
 OUTPUTS = ("rpn_cls_prob_reshape_stride32", "rpn_bbox_pred_stride32", "rpn_cls_prob_reshape_stride16",
            "rpn_bbox_pred_stride16", "rpn_cls_prob_reshape_stride8", "rpn_bbox_pred_stride8")
@@ -27,7 +28,7 @@ PNG_SRC = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 MAX_ABS = {"ir-fp32": 3.1e-6, "ir-fp16": 1.6e-2}
 
 
-def make_run(root, run_id="20251125-120000-toy", *, maps=None, irs=("ir-fp32", "ir-fp16"), weights="stand-in",
+def make_run(root, run_id="20251125-120000-toy", *, maps=None, irs=("ir-fp32", "ir-fp16"), weights="standin",
              kind="toy", input_size=640, tables=True):
     """A run folder as evaluate writes it; ``maps`` overrides mAP per model, ``irs=()`` is an MXNet-only run."""
     maps = maps or {"mxnet": 71.234, "ir-fp32": 71.231, "ir-fp16": 71.180}
@@ -47,19 +48,19 @@ def make_run(root, run_id="20251125-120000-toy", *, maps=None, irs=("ir-fp32", "
                                 "shape": "1x4x20x20", "n_images": 50, "max_abs": m, "mean_abs": m / 40,
                                 "median_abs": m / 60, "p99_abs": m / 4, "max_rel": 1e-3, "cosine": 0.9999995,
                                 "psnr_db": 95.0, "min_passing_atol": m, "atol": atol, "rtol": 0.0,
-                                "min_cosine": 0.999, "passed": True, "problem": ""})
+                                "min_cosine": 0.999, "passed": True, "reason": ""})
             counts = np.histogram(np.abs(rng.normal(scale=m / 4, size=5000)), bins=np.concatenate([[0], edges]))[0]
             hist_rows.append({"model": ir, "output": o, "upper_edge": 0.0, "count": 12})
             hist_rows += [{"model": ir, "output": o, "upper_edge": e, "count": int(c)}
                           for e, c in zip(edges, counts) if c]
-        det[ir] = DetectionParity(n_ref=400, n_test=401, matched=396, match_rate=0.99, only_ref=4, only_test=5,
-                                  mean_abs_score_diff=2e-4, max_abs_score_diff=3e-3, min_score=0.5, iou=0.9)
+        det[ir] = BoxMatch(n_ref=400, n_test=401, matched=396, box_match_rate=0.99, only_ref=4, only_test=5,
+                           mean_abs_score_diff=2e-4, max_abs_score_diff=3e-3, min_score=0.5, iou=0.9)
     summary = RunSummary(
         run_id=run_id, model="ssh-mxnet", map={m: maps[m] for m in models}, n_images=50, input_size=input_size,
         protocol="omz-ac-retinaface-wider", protocol_params={"nms_threshold": 0.3, "overlap_threshold": 0.5},
-        weights=weights, checkpoint_kind=kind, note=standin_banner(weights, kind), reference_map=84.8,
+        weights=weights, checkpoint_kind=kind, note=standin_banner(weights, kind, 84.8), reference_map=84.8,
         dataset={"root": "/data/wider", "split": "val", "n_images": 50, "identifiers_sha256": "ab" * 32},
-        precisions={m: precision[m] for m in models}, parity=parity, detection_parity=det,
+        precisions={m: precision[m] for m in models}, parity=parity, box_match=det,
         card_sha256="cd" * 32, versions={"python": "3.11.7", "openvino": "2023.3.0"},
         created="2025-11-25T12:00:00+00:00")
     d = root / run_id
@@ -75,8 +76,7 @@ def make_run(root, run_id="20251125-120000-toy", *, maps=None, irs=("ir-fp32", "
     if irs:
         pd.DataFrame(parity_rows).to_csv(d / "parity.csv", index=False)
         pd.DataFrame(hist_rows).to_csv(d / "parity_histograms.csv", index=False)
-        pd.DataFrame([{"model": ir, **vars(v)} for ir, v in det.items()]).to_csv(d / "detection_parity.csv",
-                                                                                 index=False)
+        pd.DataFrame([{"model": ir, **vars(v)} for ir, v in det.items()]).to_csv(d / "box_match.csv", index=False)
     return d
 
 
@@ -108,8 +108,9 @@ def test_single_run_page_is_self_contained_with_plots_banner_and_tables(standin_
     assert "http://" not in page and "https://" not in page and "<script" not in page and "<link" not in page
     assert '<div class="banner"><strong>STAND-IN WEIGHTS</strong> (a toy detector' in page
     assert "They are NOT the accuracy of SSH" in page
-    for text in ("<h2>Numeric parity (MXNet vs IR)</h2>", "<h2>Detection parity (MXNet vs IR)</h2>",
-                 "<h2>Per-model metrics</h2>", "rpn_bbox_pred_stride8", "match_rate", "71.234", "n_detections",
+    for text in ("<h2>Numeric parity (MXNet vs IR)</h2>",
+                 "<h2>Box match rate (share of MXNet detections the IR reproduces)</h2>",
+                 "<h2>Per-model metrics</h2>", "rpn_bbox_pred_stride8", "box_match_rate", "71.234", "n_detections",
                  "omz-ac-retinaface-wider", "openvino 2023.3.0"):
         assert text in page, text
     assert page.index('class="banner"') < page.index("<h2>Summary</h2>")
@@ -183,7 +184,7 @@ def test_pr_curve_starts_at_the_first_detection_and_distinct_curves_have_distinc
 def test_mxnet_only_run_and_missing_tables_are_handled(tmp_path):
     page = render_html([make_run(tmp_path, irs=())])
     assert len(_pngs(page)) == 2  # no histograms without parity
-    assert "No numeric parity in this run" in page and "No detection parity in this run" in page
+    assert "No numeric parity in this run" in page and "No box match rate in this run" in page
     bare = render_html([make_run(tmp_path / "bare", tables=False)])
     assert len(_pngs(bare)) == 1  # only the mAP bar chart (from summary.json)
     assert "No precision-recall curves in this run" in bare and "metrics.csv missing" in bare
@@ -246,7 +247,7 @@ def test_compare_with_a_missing_model_and_three_runs(tmp_path):
     c = make_run(tmp_path, "run-c", weights="real", kind="real")
     df3 = compare_runs([a, b, c])
     assert list(df3.columns) == ["run-a", "run-b", "run-c"]
-    assert df3.loc["weights"].tolist() == ["stand-in", "stand-in", "real"]
+    assert df3.loc["weights"].tolist() == ["standin", "standin", "real"]
 
 
 def test_report_runs_writes_single_and_comparison_pages(tmp_path):

@@ -50,7 +50,7 @@ def test_files_and_record(card, standin):
     assert standin.params_path.name == "sshb-0000.params"
     record = json.loads((standin.directory / "checkpoint.json").read_text())
     assert record["kind"] == "standin"
-    assert record["weights"] == "stand-in"
+    assert record["weights"] == "standin"
     assert record["seed"] == 0
     assert standin.is_standin
     reloaded = Checkpoint.load(standin.directory)

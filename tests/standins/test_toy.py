@@ -174,7 +174,7 @@ def test_same_seed_same_bytes_and_record(card, tmp_path):
 
     record = json.loads((tmp_path / "a" / Checkpoint.RECORD).read_text())
     assert record["kind"] == TOY_KIND == "toy"
-    assert record["weights"] == "stand-in"
+    assert record["weights"] == "standin"
     assert record["seed"] == 7
     loaded = Checkpoint.load(tmp_path / "a")
     assert loaded.kind == "toy" and loaded.is_standin
