@@ -30,6 +30,7 @@ def ws_copy(standin_ws, tmp_path):
 
 
 def _eval(card, ws, ck, data, run_dir, **kw):
+    kw.setdefault("exec_precisions", ("f32",))  # the parity models; the deploy default is tested on its own
     return evaluate(card, ck, load_irs(card, ck, ws, SMALL), data, ws, input_size=SMALL, run_dir=run_dir,
                     progress=False, **kw)
 
