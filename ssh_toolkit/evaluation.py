@@ -36,7 +36,7 @@ from .model.decode import decode
 from .model.detections import Detections
 from .model.outputs import RawOutputs
 from .model.preprocess import resize, to_tensor
-from .run_record import REFERENCE_MODEL, SUMMARY, OutputParity, RunSummary, default_run_dir
+from .run_record import REFERENCE_MODEL, OutputParity, RunSummary, default_run_dir
 from .runners.base import Runner
 from .runners.mxnet import MXNetRunner
 from .runners.openvino import PARITY_CONFIG, OpenVINORunner
@@ -219,7 +219,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
 
     size = input_size or card.input.size
     run_dir = Path(run_dir) if run_dir else default_run_dir(f"{checkpoint.kind}-{size}")
-    check_replaceable(run_dir, SUMMARY)  # before hours of inference, not after
+    check_replaceable(run_dir)  # before hours of inference, not after
     selected = model_set(card, checkpoint, irs, size, models)
     ds = open_wider(data_root)
     ds = ds.select(limit=limit, shard=shard, subset=subset)
@@ -288,7 +288,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
 
         tables["official"] = pd.DataFrame([{"model": m, "setting": k, "ap": v}
                                            for m, aps in official.items() for k, v in aps.items()])
-    with atomic_dir(run_dir, owned_marker=SUMMARY) as tmp:
+    with atomic_dir(run_dir) as tmp:
         summary.save(tmp)
         write_report(tmp, tables, {**meta, "run_id": run_dir.name, "command": "evaluate",
                                    "checkpoint": checkpoint.to_json(),
