@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -21,9 +22,45 @@ _MAX_NAMED = 5  # files named in a refusal, then "and N more"
 
 
 def _name_error(e: OSError, path: Path, tmp: Path | None = None) -> None:
-    """Make an OSError name ``path`` (the file the user knows) instead of nothing or our temporary name."""
-    if e.filename is None or (tmp is not None and str(e.filename).startswith(str(tmp))):
+    """Make an OSError name the path the user knows: ``path`` (or the file inside it) instead of nothing or
+    our temporary name."""
+    if e.filename is None:
         e.filename, e.filename2 = str(path), None
+    elif tmp is not None and str(e.filename).startswith(str(tmp)):
+        e.filename, e.filename2 = str(path) + str(e.filename)[len(str(tmp)):], None
+
+
+def _blocking_file(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` (or itself) when it is not a folder: nothing can be made there."""
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            return None if p.is_dir() else p
+    return None
+
+
+def _check_writable(folder: Path) -> None:
+    """OSError naming the nearest existing ancestor of ``folder`` when ``folder`` cannot be made or written."""
+    blocker = _blocking_file(folder)
+    if blocker is not None:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(blocker))
+    existing = next((p for p in (folder, *folder.parents) if p.is_dir()), None)
+    if existing is None:
+        return
+    if hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
+
+
+def _make_dirs(folder: Path) -> None:
+    """``mkdir -p``; a file in the way is reported as itself (not as the folder we wanted, nor 'File exists')."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = _blocking_file(folder)
+        if blocker is None:
+            raise
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(blocker)) from None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -95,7 +132,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     tmp_path: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(path.parent)
         remove_stale_temporaries(path.parent, path.name)
         tmp_path = _temp_name(path, "tmp")
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -166,6 +203,7 @@ def check_replaceable(path: str | Path) -> None:
     path = Path(path)
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise UsageError(f"{path}: exists and is not a folder; choose another folder")
+    _check_writable(path.parent)  # found now, not after hours of work
     if not path.exists():
         return
     present = _files_under(path)
@@ -216,7 +254,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp: Path | None = None
     try:
         check_replaceable(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(path.parent)
         remove_stale_temporaries(path.parent)
         tmp = _temp_name(path, "tmp")
         tmp.mkdir(0o755)

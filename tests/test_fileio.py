@@ -197,3 +197,23 @@ def test_a_folder_under_a_file_is_an_oserror_naming_it(tmp_path):
     with pytest.raises(OSError) as info:
         _write_folder(tmp_path / "f" / "run", {"a.txt": "1"})
     assert str(tmp_path / "f") in str(info.value.filename)
+
+
+def test_an_unwritable_or_read_only_destination_is_found_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError) as info:
+        check_replaceable(tmp_path / "f" / "deep" / "run")
+    assert info.value.filename == str(tmp_path / "f")
+
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)  # root ignores permission bits: pretend
+    with pytest.raises(PermissionError) as info:
+        check_replaceable(tmp_path / "new" / "run")
+    assert info.value.filename == str(tmp_path)
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "statvfs", lambda p: ReadOnly())
+    with pytest.raises(OSError) as info:
+        check_replaceable(tmp_path / "run")
+    assert info.value.errno == errno.EROFS and info.value.filename == str(tmp_path)
