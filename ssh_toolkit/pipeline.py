@@ -14,6 +14,7 @@ from .card import ModelCard
 from .convert import ConvertedModel, convert_all
 from .errors import UsageError
 from .evaluation import Evaluation, evaluate
+from .fileio import check_replaceable
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
 
 
@@ -75,6 +76,8 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
     from .report.html import write_html_report
 
     size = input_size or card.input.size
+    if run_dir is not None:
+        check_replaceable(run_dir)  # before the checkpoint, conversion and inference, not after
     ck = ensure_checkpoint(card, ws, weights, say=say)
     irs = convert_all(card, ck, ws, input_size=size)
     for ir in irs:

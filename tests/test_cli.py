@@ -194,14 +194,14 @@ def test_download_archive_through_the_cli(card, tmp_path):
 
 
 # ------------------------------------------------------------ report folders, concurrent runs, OS errors, Ctrl-C
-# One toy workspace (synthesize --kind toy, convert, make-sample at the SMALL input size) for the tests below;
-# each test copies it or leaves it unchanged.
+# One toy workspace (synthesize --kind toy, convert FP32 only to save a Model Optimizer start, make-sample, at
+# the SMALL input size) for the tests below; each test copies it or leaves it unchanged.
 
 
 @pytest.fixture(scope="module")
 def toy_ws(tmp_path_factory):
     ws = tmp_path_factory.mktemp("toy") / "ws"
-    for args in (("synthesize", "--kind", "toy"), ("convert", "--weights", "toy", "--input-size", SMALL),
+    for args in (("synthesize", "--kind", "toy"), ("convert", "--weights", "toy", "--precision", "FP32", "--input-size", SMALL),
                  ("make-sample",)):
         r = run(*args, "-w", ws)
         assert r.exit_code == 0, r.output
@@ -233,7 +233,7 @@ def _assert_complete_run(folder):
         assert (folder / name).stat().st_size == size, name
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["run_id"] == folder.name and summary["n_images"] == 2
-    assert set(summary["map"]) == {"mxnet", "ir-fp32", "ir-fp16"}
+    assert set(summary["map"]) == {"mxnet", "ir-fp32"}
 
 
 def test_report_dir_holding_a_summary_and_user_notes_is_refused_and_kept(toy_ws, tmp_path):
@@ -273,7 +273,7 @@ def test_compare_refuses_a_foreign_report_folder_before_any_work(toy_ws, tmp_pat
     d.mkdir()
     (d / "report.md").write_text("my report")
     r = run("compare", "-w", toy_ws, "--weights", "toy", "--data-root", sample_root, "--input-size", SMALL,
-            "--report-dir", d)
+            "--precision", "FP32", "--report-dir", d)
     assert r.exit_code == 2
     assert "was not written by ssh-toolkit" in _one_error_line(r.output)
     assert (d / "report.md").read_text() == "my report"
@@ -300,7 +300,7 @@ def test_two_evaluations_started_together_write_two_complete_run_folders(toy_ws,
         _assert_complete_run(folder)
     assert {o.strip().splitlines()[-1] for o, _ in outputs} == {f"report: {r / 'report.md'}".replace(
         str(tmp_path) + "/", "") for r in runs}
-    assert len(list((ws / "cache" / "raw").rglob("*.npz"))) == 6  # 3 models x 2 images, whole entries
+    assert len(list((ws / "cache" / "raw").rglob("*.npz"))) == 4  # 2 models x 2 images, whole entries
     assert not [p for p in (ws / "cache").rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -407,3 +407,21 @@ def test_ctrl_c_while_a_cache_entry_is_written_prints_one_line(toy_ws, tmp_path)
     assert len(entries) == 1 and entries[0].suffix == ".npz"  # the first entry whole, no partial second one
     runs = tmp_path / "reports" / "runs"
     assert (list(runs.iterdir()) if runs.exists() else []) == []  # the reserved run folder was released
+
+
+def test_run_and_download_refuse_a_foreign_destination_before_any_work(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "notes.txt").write_text("x")
+    r = run("run", "-w", tmp_path / "ws", "--report-dir", d)
+    assert r.exit_code == 2
+    assert "d: exists and was not written by ssh-toolkit" in _one_error_line(r.output)
+    assert not (tmp_path / "ws").exists()  # no checkpoint made, nothing converted
+
+    real = tmp_path / "ws" / "checkpoints" / "real"
+    real.mkdir(parents=True)
+    (real / "my-weights.params").write_text("mine")
+    r = run("download", "-w", tmp_path / "ws", "--retries", "0", "--mirror", "http://127.0.0.1:9/ssh-model-final.zip")
+    assert r.exit_code == 2
+    assert _one_error_line(r.output).startswith(f"ssh-toolkit: error: {real}: exists and was not written by")
+    assert (real / "my-weights.params").read_text() == "mine" and not (tmp_path / "ws" / "downloads").exists()
