@@ -170,7 +170,7 @@ def _read_marker(folder: Path) -> dict[str, Any] | None:
 
 
 def _write_marker(folder: Path, state: str) -> None:
-    files = {k: v for k, v in _files_under(folder).items() if k != MARKER} if state == "complete" else {}
+    files = dict(sorted((k, v) for k, v in _files_under(folder).items() if k != MARKER)) if state == "complete" else {}
     data = {"written_by": "ssh-toolkit", "format": _MARKER_FORMAT, "state": state, "pid": os.getpid(),
             "host": socket.gethostname(), "files": files}
     (folder / MARKER).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
