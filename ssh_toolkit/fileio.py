@@ -196,8 +196,8 @@ def _listing(names: list[str]) -> str:
 
 def check_replaceable(path: str | Path) -> None:
     """UsageError unless ``path`` may be replaced: absent, empty, or a folder the toolkit wrote that holds only
-    the files it wrote, unchanged. A user's folder given by mistake (``--out ~/WIDER``), or a run folder the
-    user added notes to, is never deleted."""
+    the files it wrote. A user's folder given by mistake (``--out ~/WIDER``), or a run folder the user added
+    notes to, is never deleted. OSError when ``path`` could not be written (a file in the way, read-only)."""
     from .errors import UsageError
 
     path = Path(path)
@@ -213,17 +213,11 @@ def check_replaceable(path: str | Path) -> None:
     if marker is None or marker.get("state") != "complete":
         raise UsageError(f"{path}: exists and was not written by ssh-toolkit (no {MARKER}); it holds "
                          f"{_listing(sorted(present))}; choose another folder or remove it")
-    listed = marker["files"]
-    foreign = sorted(n for n in present if n != MARKER and n not in listed)
-    changed = sorted(n for n in present if n in listed and present[n] != listed[n])
-    if foreign or changed:
-        what = []
-        if foreign:
-            what.append(f"files ssh-toolkit did not write: {_listing(foreign)}")
-        if changed:
-            what.append(f"files changed since ssh-toolkit wrote them: {_listing(changed)}")
-        raise UsageError(f"{path}: holds {'; '.join(what)}; move them away or choose another folder "
-                         f"(nothing was deleted)")
+    # A file the toolkit wrote is its own even if changed since (a damaged IR is converted again).
+    foreign = sorted(n for n in present if n != MARKER and n not in marker["files"])
+    if foreign:
+        raise UsageError(f"{path}: holds files ssh-toolkit did not write: {_listing(foreign)}; move them away "
+                         f"or choose another folder (nothing was deleted)")
 
 
 def _remove_owned(folder: Path) -> None:

@@ -63,12 +63,11 @@ def test_a_toolkit_folder_with_a_users_file_is_refused_naming_it(tmp_path):
     assert (out / "report.md").read_text() == "v1"
 
 
-def test_a_file_changed_since_the_toolkit_wrote_it_is_not_replaced(tmp_path):
-    out = _write_folder(tmp_path / "out", {"report.md": "v1"})
-    (out / "report.md").write_text("v1 plus my comments")
-    with pytest.raises(UsageError, match=r"files changed since ssh-toolkit wrote them: report.md"):
-        check_replaceable(out)
-    assert (out / "report.md").read_text() == "v1 plus my comments"
+def test_a_damaged_file_the_toolkit_wrote_is_still_its_own(tmp_path):
+    out = _write_folder(tmp_path / "out", {"sshb.bin": "weights"})
+    (out / "sshb.bin").write_text("trunc")  # e.g. damaged: converting again must replace it
+    _write_folder(out, {"sshb.bin": "weights"})
+    assert (out / "sshb.bin").read_text() == "weights"
 
 
 def test_a_toolkit_folder_is_replaced_as_a_whole_and_later_toolkit_files_count_as_its_own(tmp_path):
