@@ -11,6 +11,7 @@ import re
 import secrets
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +20,9 @@ _MARKER_FORMAT = 1
 # Temporary siblings: .<name>.<pid>-<8 random chars>.tmp (being written) and .old (being replaced).
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)-[a-z0-9_]{8}\.(?P<kind>tmp|old)$")
 _MAX_NAMED = 5  # files named in a refusal, then "and N more"
+# A temporary file or empty folder carries no host: another machine's (or container's) process with the same pid
+# number could be writing it. Only ones untouched for this long are stale.
+_STALE_AGE_S = 600
 
 
 def _name_error(e: OSError, path: Path, tmp: Path | None = None) -> None:
@@ -85,8 +89,9 @@ def remove_stale_temporaries(directory: Path, name: str | None = None) -> list[P
     """Remove temporary files and folders that a killed ssh-toolkit process left in ``directory``.
 
     Only names of the toolkit's own pattern (``.<name>.<pid>-<random>.tmp|.old``, for ``name`` if given) whose
-    process is gone are touched; a folder also has to carry the toolkit's marker written on this host (or be
-    empty). Anything else, and anything of a process still running, is left alone. Returns what was removed.
+    process is gone are touched; a folder also has to carry the toolkit's marker written on this host, a file or
+    an empty folder must be untouched for ten minutes. Anything else, and anything of a process still running,
+    is left alone. Returns what was removed.
     """
     removed = []
     try:
@@ -101,14 +106,16 @@ def remove_stale_temporaries(directory: Path, name: str | None = None) -> list[P
         try:
             if entry.is_symlink():
                 continue
+            old_enough = time.time() - entry.stat().st_mtime > _STALE_AGE_S
             if entry.is_file():
-                if m["kind"] == "tmp":
+                if m["kind"] == "tmp" and old_enough:
                     path.unlink()
                     removed.append(path)
             elif entry.is_dir():
                 if not any(path.iterdir()):
-                    path.rmdir()
-                    removed.append(path)
+                    if old_enough:
+                        path.rmdir()
+                        removed.append(path)
                     continue
                 marker = _read_marker(path)
                 if marker is None or marker.get("host", socket.gethostname()) != socket.gethostname():

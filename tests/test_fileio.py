@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -129,16 +130,23 @@ def test_a_stale_temporary_folder_of_a_dead_process_is_removed_a_live_ones_is_ke
     stale, running = tmp_dir("FP32", dead), tmp_dir("FP16", live)
     empty_stale = tmp_path / f".FP16.{dead}-zzzz0000.tmp"
     empty_stale.mkdir()
+    empty_recent = tmp_path / f".FP16.{dead}-zzzz1111.tmp"  # maybe another machine's, just created: kept
+    empty_recent.mkdir()
     unmarked = tmp_dir("other", dead, marker=False)  # matches the name pattern but was not written by us
     users = tmp_path / ".cache.tmp"
     users.mkdir()
     stale_file = tmp_path / f".summary.json.{dead}-0a1b2c3d.tmp"
     stale_file.write_text("half a file")
+    recent_file = tmp_path / f".summary.json.{dead}-0a1b2c3e.tmp"
+    recent_file.write_text("being written")
+    hour_ago = time.time() - 3600
+    for p in (empty_stale, stale_file):
+        os.utime(p, (hour_ago, hour_ago))
 
     _write_folder(tmp_path / "FP32", {"sshb.xml": "<net/>"})  # the next run
     assert not stale.exists() and not empty_stale.exists() and not stale_file.exists()
     assert running.is_dir() and (running / "sshb.bin").is_file()
-    assert unmarked.is_dir() and users.is_dir()
+    assert unmarked.is_dir() and users.is_dir() and empty_recent.is_dir() and recent_file.is_file()
 
 
 def test_a_temporary_folder_from_another_host_is_kept(tmp_path):
