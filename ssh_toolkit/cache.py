@@ -20,8 +20,6 @@ from .model.outputs import RawOutputs
 CACHE_VERSION = 1  # bump when the layout of a cache entry changes
 
 
-
-
 class RawCache:
     def __init__(self, root: Path, model_key: str) -> None:
         self.dir = root / "raw" / model_key
@@ -33,9 +31,17 @@ class RawCache:
         return self.path(image_key).is_file()
 
     def put(self, image_key: str, raw: RawOutputs, orig_hw: tuple[int, int]) -> None:
+        """Write the entry atomically: concurrent writers of the same entry both succeed, an interruption
+        (Ctrl-C, a full disk) leaves no entry and nothing half-closed behind."""
+        arrays = {"__orig_hw": np.asarray(orig_hw), "__seconds": np.asarray(raw.seconds), **raw.arrays}
         with atomic_path(self.path(image_key)) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, __orig_hw=np.asarray(orig_hw), __seconds=np.asarray(raw.seconds), **raw.arrays)
+            # The .npz layout of np.savez, but with the zip closed by `with` even when interrupted: np.savez
+            # leaves its ZipFile open on an exception, and its later garbage collection wrote to the closed file
+            # ("Exception ignored ... seek of closed file" printed after the one-line Ctrl-C message).
+            with open(tmp, "wb") as f, zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED) as zf:
+                for name, value in arrays.items():
+                    with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
     def get(self, image_key: str, runner: str) -> tuple[RawOutputs, tuple[int, int]]:
         path = self.path(image_key)

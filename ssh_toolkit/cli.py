@@ -91,6 +91,16 @@ def errors_to_exit() -> Iterator[None]:
         typer.echo("ssh-toolkit: interrupted; finished work is kept, run the same command again to resume",
                    err=True)
         raise typer.Exit(130) from None
+    except OSError as e:  # the workspace, cache or report folder is read-only, full, or not a folder
+        typer.echo(f"ssh-toolkit: error: {_os_error_line(e)}", err=True)
+        raise typer.Exit(EXIT_ENVIRONMENT) from None
+
+
+def _os_error_line(e: OSError) -> str:
+    """``<path>: <OS reason>`` on one line, e.g. ``/ws/cache/raw/ab/abc.npz: No space left on device``."""
+    reason = e.strerror or str(e) or type(e).__name__
+    where = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else e.filename
+    return " ".join(f"{where}: {reason}".split()) if where is not None else " ".join(reason.split())
 
 
 def _workspace(path: Optional[Path]) -> Workspace:
@@ -232,6 +242,7 @@ def compare(
     """
     from .compare import list_images, run_parity
     from .convert import ConvertedModel
+    from .fileio import check_replaceable
     from .report.markdown import write_parity_report
 
     with errors_to_exit():
@@ -249,9 +260,11 @@ def compare(
             ds = open_wider(data_root)
             paths = [ds.image_path(item) for item in ds.select(limit=limit)]
         irs = [ConvertedModel.load(ws.ir_dir(ck.kind, size, p)) for p in _precisions(card, precision)]
+        out_dir = report_dir or default_run_dir("compare")
+        check_replaceable(out_dir)  # before the work, not after
         run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels,
                          exec_precisions=exec_precision or ("f32",))
-        out = write_parity_report(report_dir or default_run_dir("compare"), card, ck, run)
+        out = write_parity_report(out_dir, card, ck, run)
         for r in run.results:
             for d in r.diffs:
                 typer.echo(f"[{r.test}] {d.verdict_line()}")

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from . import __version__
 from .card import CheckpointSpec, ModelCard
 from .errors import InputDataError, UsageError
-from .fileio import atomic_dir, sha256_file, write_json
+from .fileio import atomic_dir, check_replaceable, sha256_file, write_json
 from .mxnet_format import MXNetFormatError, check_checkpoint
 from .workspace import Checkpoint, Workspace
 
@@ -97,6 +97,7 @@ def download_checkpoint(
         if current is not None:
             log.info("%s: up to date (%s)", dest, current.params_sha256)
             return current
+    check_replaceable(dest)  # a folder we may not replace is found before minutes of download
     final = workspace.downloads / spec.archive
     if final.exists():
         try:

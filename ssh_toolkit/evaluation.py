@@ -33,7 +33,7 @@ from .metric.box_match import BoxMatchAccumulator
 from .metric.parity import ParityAccumulator, ParityResult
 from .model.decode import decode
 from .model.detections import Detections
-from .run_record import REFERENCE_MODEL, SUMMARY, OutputParity, RunSummary, default_run_dir
+from .run_record import REFERENCE_MODEL, OutputParity, RunSummary, default_run_dir
 from .workspace import Checkpoint, Workspace
 
 # ------------------------------------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     size = card.resolve_input_size(input_size)
     selected = model_set(card, checkpoint, irs, size, models, jobs=jobs, exec_precisions=exec_precisions)
     run_dir = Path(run_dir) if run_dir else default_run_dir(f"{checkpoint.kind}-{size}")
-    check_replaceable(run_dir, SUMMARY)  # before hours of inference, not after
+    check_replaceable(run_dir)  # before hours of inference, not after
     ds = open_wider(data_root)
     ds = ds.select(limit=limit, shard=shard, subset=subset)
     present, missing = ds.check_images(skip_missing=skip_missing)
@@ -199,7 +199,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
 
         tables["official"] = pd.DataFrame([{"model": m, "setting": k, "ap": v}
                                            for m, aps in official.items() for k, v in aps.items()])
-    with atomic_dir(run_dir, owned_marker=SUMMARY) as tmp:
+    with atomic_dir(run_dir) as tmp:
         summary.save(tmp)
         write_report(tmp, tables, {**meta, "run_id": run_dir.name, "command": "evaluate",
                                    "checkpoint": checkpoint.to_json(),

@@ -14,6 +14,7 @@ from .card import ModelCard
 from .convert import ConvertedModel, convert_all
 from .errors import UsageError
 from .evaluation import Evaluation, evaluate
+from .fileio import check_replaceable
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
 
 if TYPE_CHECKING:
@@ -109,6 +110,8 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
     size = card.resolve_input_size(input_size)
     if weights not in CHECKPOINT_KINDS:
         raise UsageError(f"--weights must be one of {', '.join(CHECKPOINT_KINDS)}, got {weights!r}")
+    if run_dir is not None:
+        check_replaceable(run_dir)  # before the dataset, checkpoint, conversion and inference, not after
     if data_root is None:
         data_root = ws.sample_data
         if not (data_root / "wider_face_split").is_dir():

@@ -43,10 +43,50 @@ REFERENCE_MODEL = "mxnet"  # the original model every IR is compared with
 
 
 def default_run_dir(what: str) -> Path:
-    """``reports/runs/<YYYYmmdd-HHMMSS>-<what>``: where a run goes unless the user names a folder."""
+    """Reserve ``reports/runs/<YYYYmmdd-HHMMSS>-<what>`` (``-2``, ``-3``, ... when taken) and return it.
+
+    The folder is created empty and exclusively, so runs started in the same second, in any number of
+    processes, never share one. If it is still empty when the process exits (the run failed or was
+    interrupted before writing it), it is removed again.
+    """
+    import atexit
+    import os
     from datetime import datetime
 
-    return Path("reports") / "runs" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{what}"
+    runs = Path("reports") / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    stem = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{what}"
+    n = 1
+    while True:
+        path = runs / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            n += 1
+            continue
+        if not _reserved:
+            atexit.unregister(release_unused_run_dirs)  # registered once, however often it already ran
+            atexit.register(release_unused_run_dirs)
+        _reserved.append(path.absolute())  # released at exit even if the process changed folder
+        return path
+
+
+_reserved: list[Path] = []  # run folders default_run_dir created in this process and not yet released
+
+
+def release_unused_run_dirs() -> list[Path]:
+    """Remove the folders :func:`default_run_dir` reserved that are still empty; runs at exit."""
+    import os
+
+    removed = []
+    while _reserved:
+        path = _reserved.pop()
+        try:
+            os.rmdir(path)  # fails, as it should, once the run was written there
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
 
 
 def ir_model_name(precision: str, exec_precision: str | None = None) -> str:

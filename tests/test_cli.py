@@ -307,3 +307,237 @@ def test_real_cli_run_prints_absolute_paths_no_mkldnn_banner_and_no_message_afte
     r = _cli(*args, "--model", "mxnet", "--report-dir", "run2", cwd=tmp_path,
              env={**env, "MXNET_SUBGRAPH_VERBOSE": "1"})
     assert r.returncode == 0 and "Subgraph backend MKLDNN is activated" in r.stderr
+# ------------------------------------------------------------ report folders, concurrent runs, OS errors, Ctrl-C
+# One toy workspace (synthesize --kind toy, convert FP32 only to save a Model Optimizer start, make-sample, at
+# the SMALL input size) for the tests below; each test copies it or leaves it unchanged.
+
+
+@pytest.fixture(scope="module")
+def toy_ws(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("toy") / "ws"
+    for args in (("synthesize", "--kind", "toy"), ("convert", "--weights", "toy", "--precision", "FP32", "--input-size", SMALL),
+                 ("make-sample",)):
+        r = run(*args, "-w", ws)
+        assert r.exit_code == 0, r.output
+    return ws
+
+
+def _evaluate_cmd(ws, *extra):
+    import sys
+
+    return [sys.executable, "-m", "ssh_toolkit.cli", "evaluate", "-w", str(ws), "--weights", "toy", "--limit", "2",
+            "--input-size", str(SMALL), "--exec-precision", "f32", *map(str, extra)]
+
+
+def _one_error_line(output: str) -> str:
+    """The output's only error line; no traceback anywhere."""
+    assert "Traceback" not in output and "Exception ignored" not in output, output
+    errors = [ln for ln in output.splitlines() if "ssh-toolkit: error:" in ln or "ssh-toolkit: interrupted" in ln]
+    assert len(errors) == 1, output
+    return errors[0][errors[0].index("ssh-toolkit:"):]  # (a progress bar may still precede it on its line)
+
+
+def _assert_complete_run(folder):
+    from ssh_toolkit.fileio import MARKER
+
+    marker = json.loads((folder / MARKER).read_text())
+    assert marker["state"] == "complete"
+    assert {"summary.json", "report.md", "metrics.csv", "per_image.csv"} <= set(marker["files"])
+    for name, size in marker["files"].items():
+        assert (folder / name).stat().st_size == size, name
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["run_id"] == folder.name and summary["n_images"] == 2
+    assert set(summary["map"]) == {"mxnet", "ir-fp32"}
+
+
+def test_report_dir_holding_a_summary_and_user_notes_is_refused_and_kept(toy_ws, tmp_path):
+    """Acceptance (defect 1): mkdir d; echo x > d/notes.txt; echo '{}' > d/summary.json; evaluate --report-dir d
+    exits 2 and d/notes.txt is still there."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "notes.txt").write_text("x\n")
+    (d / "summary.json").write_text("{}\n")
+    r = run("evaluate", "-w", toy_ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--report-dir", d,
+            "--exec-precision", "f32")
+    assert r.exit_code == 2, r.output
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: {d}: exists and was not written by ssh-toolkit (no "
+                                         f".ssh-toolkit.json); it holds notes.txt, summary.json; choose another "
+                                         f"folder or remove it")
+    assert (d / "notes.txt").read_text() == "x\n" and (d / "summary.json").read_text() == "{}\n"
+    assert sorted(p.name for p in d.iterdir()) == ["notes.txt", "summary.json"]
+
+
+def test_a_run_folder_with_the_users_notes_is_not_replaced(toy_ws, tmp_path):
+    out = tmp_path / "run"
+    args = ("evaluate", "-w", toy_ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--report-dir", out,
+            "--exec-precision", "f32")
+    assert run(*args).exit_code == 0
+    assert run(*args).exit_code == 0  # the toolkit's own run folder is replaced
+    _assert_complete_run(out)
+    (out / "my-notes.md").write_text("looks good")
+    r = run(*args)
+    assert r.exit_code == 2
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: {out}: holds files ssh-toolkit did not write: "
+                                         f"my-notes.md; move them away or choose another folder (nothing was "
+                                         f"deleted)")
+    assert (out / "my-notes.md").read_text() == "looks good"
+    _assert_complete_run(out)
+
+
+def test_compare_refuses_a_foreign_report_folder_before_any_work(toy_ws, tmp_path, sample_root):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "report.md").write_text("my report")
+    r = run("compare", "-w", toy_ws, "--weights", "toy", "--data-root", sample_root, "--input-size", SMALL,
+            "--precision", "FP32", "--report-dir", d)
+    assert r.exit_code == 2
+    assert "was not written by ssh-toolkit" in _one_error_line(r.output)
+    assert (d / "report.md").read_text() == "my report"
+
+
+@pytest.mark.slow
+def test_two_evaluations_started_together_write_two_complete_run_folders(toy_ws, tmp_path):
+    """Acceptance (defect 2): two `evaluate --weights toy --limit 2` started together (default run folders,
+    same cache entries written by both) give two distinct complete run folders."""
+    import shutil
+    import subprocess
+
+    ws = tmp_path / "ws"
+    shutil.copytree(toy_ws, ws, ignore=shutil.ignore_patterns("cache"))  # both processes infer and cache
+    procs = [subprocess.Popen(_evaluate_cmd(ws), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err
+        assert "(2 images, 2 inferred)" in out or "(2 images, from cache)" in out
+    runs = sorted((tmp_path / "reports" / "runs").iterdir())
+    assert len(runs) == 2, runs
+    for folder in runs:
+        _assert_complete_run(folder)
+    assert {o.strip().splitlines()[-1] for o, _ in outputs} == {f"report: {r / 'report.md'}".replace(
+        str(tmp_path) + "/", "") for r in runs}
+    assert len(list((ws / "cache" / "raw").rglob("*.npz"))) == 4  # 2 models x 2 images, whole entries
+    assert not [p for p in (ws / "cache").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_failed_evaluation_leaves_no_reserved_run_folder(toy_ws, tmp_path):
+    import subprocess
+
+    r = subprocess.run(_evaluate_cmd(toy_ws, "--data-root", tmp_path / "missing"), cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert "missing" in _one_error_line(r.stderr)
+    runs = tmp_path / "reports" / "runs"
+    assert (list(runs.iterdir()) if runs.exists() else []) == []
+
+
+def test_report_folder_under_a_file_is_one_line_exit_3(toy_ws, tmp_path):
+    """Defect 3: an unwritable report folder gave a traceback and exit 1 (1 means regression)."""
+    (tmp_path / "some_file").write_text("x")
+    target = tmp_path / "some_file" / "run"
+    r = run("evaluate", "-w", toy_ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--report-dir", target)
+    assert r.exit_code == 3, r.output
+    line = _one_error_line(r.output)
+    assert line == f"ssh-toolkit: error: {tmp_path / 'some_file'}: Not a directory"
+    assert "infer" not in r.output  # refused before any inference
+    assert (tmp_path / "some_file").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["some_file"]
+
+
+def test_unwritable_cache_is_one_line_exit_3_naming_it(toy_ws, tmp_path):
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(toy_ws, ws, ignore=shutil.ignore_patterns("cache"))
+    (ws / "cache").write_text("not a folder")  # as unwritable as it gets for root, who ignores permissions
+    r = run("evaluate", "-w", ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--report-dir",
+            tmp_path / "run")
+    assert r.exit_code == 3, r.output
+    line = _one_error_line(r.output)
+    assert line == f"ssh-toolkit: error: {ws / 'cache'}: Not a directory"
+    assert not (tmp_path / "run").exists()
+
+
+def test_disk_full_while_caching_is_one_line_exit_3_and_leaves_nothing_partial(toy_ws, tmp_path, monkeypatch):
+    import errno
+    import os
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(toy_ws, ws, ignore=shutil.ignore_patterns("cache"))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what write() says on a full disk
+
+    monkeypatch.setattr(np.lib.format, "write_array", full)
+    r = run("evaluate", "-w", ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--report-dir",
+            tmp_path / "run")
+    assert r.exit_code == 3, r.output
+    line = _one_error_line(r.output)
+    assert line.startswith(f"ssh-toolkit: error: {ws / 'cache' / 'raw'}")
+    assert line.endswith(".npz: No space left on device")
+    assert [p for p in (ws / "cache").rglob("*") if p.is_file()] == []
+    assert not (tmp_path / "run").exists()
+
+
+def test_disk_full_while_writing_the_run_folder_keeps_nothing_partial(toy_ws, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from ssh_toolkit import fileio
+
+    real_replace = os.replace
+
+    def full(src, dst):
+        if "report.md" in str(dst):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", full)
+    out = tmp_path / "reports" / "run"
+    r = run("evaluate", "-w", toy_ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--report-dir", out)
+    assert r.exit_code == 3, r.output
+    assert _one_error_line(r.output) == f"ssh-toolkit: error: {out / 'report.md'}: No space left on device"
+    assert list((tmp_path / "reports").iterdir()) == []
+
+
+def test_ctrl_c_while_a_cache_entry_is_written_prints_one_line(toy_ws, tmp_path):
+    """Defect 12: Ctrl-C inside the cache write printed 'seek of closed file' under the exit-130 message."""
+    import shutil
+    import subprocess
+    import sys
+
+    ws = tmp_path / "ws"
+    shutil.copytree(toy_ws, ws, ignore=shutil.ignore_patterns("cache"))
+    code = ("import sys\nimport numpy.lib.format as fmt\nreal = fmt.write_array\ncalls = [0]\n"
+            "def write_array(*a, **k):\n    calls[0] += 1\n"
+            "    if calls[0] == 10:  # inside the second entry (8 arrays each): as if Ctrl-C arrived mid-write\n"
+            "        raise KeyboardInterrupt\n    return real(*a, **k)\n"
+            "fmt.write_array = write_array\nfrom ssh_toolkit.cli import main\n"
+            f"sys.argv = ['ssh-toolkit', *{_evaluate_cmd(ws)[3:]!r}]\nmain()\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 130, r.stderr
+    assert _one_error_line(r.stderr) == ("ssh-toolkit: interrupted; finished work is kept, run the same command "
+                                         "again to resume")
+    assert "seek of closed file" not in r.stderr
+    entries = [p for p in (ws / "cache").rglob("*") if p.is_file()]
+    assert len(entries) == 1 and entries[0].suffix == ".npz"  # the first entry whole, no partial second one
+    runs = tmp_path / "reports" / "runs"
+    assert (list(runs.iterdir()) if runs.exists() else []) == []  # the reserved run folder was released
+
+
+def test_run_and_download_refuse_a_foreign_destination_before_any_work(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "notes.txt").write_text("x")
+    r = run("run", "-w", tmp_path / "ws", "--report-dir", d)
+    assert r.exit_code == 2
+    assert "d: exists and was not written by ssh-toolkit" in _one_error_line(r.output)
+    assert not (tmp_path / "ws").exists()  # no checkpoint made, nothing converted
+
+    real = tmp_path / "ws" / "checkpoints" / "real"
+    real.mkdir(parents=True)
+    (real / "my-weights.params").write_text("mine")
+    r = run("download", "-w", tmp_path / "ws", "--retries", "0", "--mirror", "http://127.0.0.1:9/ssh-model-final.zip")
+    assert r.exit_code == 2
+    assert _one_error_line(r.output).startswith(f"ssh-toolkit: error: {real}: exists and was not written by")
+    assert (real / "my-weights.params").read_text() == "mine" and not (tmp_path / "ws" / "downloads").exists()

@@ -139,7 +139,7 @@ def assert_good_checkpoint(ck: Checkpoint, ws: Workspace) -> None:
     assert ck.params_sha256 == sha(PARAMS)
     assert Checkpoint.load(ck.directory) == ck
     assert sorted(p.name for p in ck.directory.iterdir()) == [
-        "checkpoint.json", "source.json", "sshb-0000.params", "sshb-symbol.json"]
+        ".ssh-toolkit.json", "checkpoint.json", "source.json", "sshb-0000.params", "sshb-symbol.json"]
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -239,7 +239,7 @@ def test_a_foreign_report_folder_is_never_replaced(card, ws_copy, sample_root, t
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "precious.txt").write_text("keep me")
-    with pytest.raises(UsageError, match=r"mine: exists and was not written by ssh-toolkit \(no summary.json\)"):
+    with pytest.raises(UsageError, match=r"mine: exists and was not written by ssh-toolkit \(no \.ssh-toolkit\.json\); it holds precious.txt"):
         _eval(card, ws, ck, sample_root, mine, models=["mxnet"], limit=1)
     assert (mine / "precious.txt").read_text() == "keep me"
     assert not (ws.cache / "raw").exists()  # refused before any inference
@@ -250,7 +250,7 @@ def test_a_foreign_report_folder_is_never_replaced(card, ws_copy, sample_root, t
 
     from ssh_toolkit.data.sample import make_sample
 
-    with pytest.raises(UsageError, match="no ssh_toolkit_sample.json"):
+    with pytest.raises(UsageError, match=r"no \.ssh-toolkit\.json"):
         make_sample(mine)
     assert (mine / "precious.txt").read_text() == "keep me"
 

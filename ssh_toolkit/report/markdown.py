@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..card import ModelCard
-from ..fileio import sha256_file, write_json, write_text
+from ..fileio import atomic_dir, sha256_file, write_json, write_text
 from ..run_record import REFERENCE_MODEL
 
 
@@ -137,7 +137,9 @@ def write_parity_report(directory: str | Path, card: ModelCard, checkpoint, run)
     meta = run_metadata(card, checkpoint.weights, checkpoint.kind, command="compare", input_size=run.input_size,
                         images=[str(p) for p in run.images], params_sha256=checkpoint.params_sha256,
                         passed=bool(run))
-    return write_report(directory, tables, meta, parity_markdown(run, card, checkpoint.weights, checkpoint.kind))
+    with atomic_dir(directory) as tmp:  # a folder the toolkit did not write is refused, never overwritten
+        write_report(tmp, tables, meta, parity_markdown(run, card, checkpoint.weights, checkpoint.kind))
+    return Path(directory) / "report.md"
 
 
 def evaluation_markdown(summary, tables: Mapping[str, Any]) -> str:

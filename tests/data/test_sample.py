@@ -130,9 +130,12 @@ def test_deterministic(sample_root, tmp_path):
 def test_replaces_an_earlier_sample_and_cycles_templates(tmp_path):
     out = tmp_path / "data"
     make_sample(out, seed=1, n_images=2)
-    (out / "stale.txt").write_text("old")
-    make_sample(out, seed=3, n_images=16)  # the folder holds a sample manifest: it is ours to replace
-    assert not (out / "stale.txt").exists()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match=r"data: holds files ssh-toolkit did not write: notes.txt"):
+        make_sample(out, seed=3, n_images=16)
+    assert (out / "notes.txt").read_text() == "mine" and len(open_wider(out)) == 2
+    (out / "notes.txt").unlink()
+    make_sample(out, seed=3, n_images=16)  # only what the toolkit wrote: it is ours to replace
     ds = open_wider(out)
     assert len(ds) == 16 and len(set(ds.identifiers)) == 16
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

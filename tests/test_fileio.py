@@ -1,0 +1,226 @@
+"""fileio: folders replaced only when the toolkit wrote them, stale temporaries, and OSErrors that name the path."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ssh_toolkit import fileio
+from ssh_toolkit.errors import UsageError
+from ssh_toolkit.fileio import MARKER, atomic_dir, atomic_path, check_replaceable, write_text
+
+
+def _write_folder(path, files):
+    with atomic_dir(path) as tmp:
+        for name, text in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_text(text)
+    return path
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # exited and reaped: that pid belongs to no process now
+    return proc.pid
+
+
+def test_a_folder_carries_the_marker_listing_its_files_with_sizes(tmp_path):
+    out = _write_folder(tmp_path / "out", {"a.txt": "abc", "sub/b.txt": "hello"})
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["written_by"] == "ssh-toolkit" and marker["state"] == "complete"
+    assert marker["files"] == {"a.txt": 3, "sub/b.txt": 5}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary left beside it
+
+
+def test_a_summary_json_does_not_make_a_folder_the_toolkits(tmp_path):
+    """Defect 1: any folder holding a summary.json was wiped, user files included."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "notes.txt").write_text("x\n")
+    (d / "summary.json").write_text("{}\n")
+    with pytest.raises(UsageError, match=r"d: exists and was not written by ssh-toolkit \(no \.ssh-toolkit\.json\); "
+                                         r"it holds notes.txt, summary.json; choose another folder or remove it"):
+        with atomic_dir(d) as tmp:
+            (tmp / "summary.json").write_text("new")
+    assert (d / "notes.txt").read_text() == "x\n" and (d / "summary.json").read_text() == "{}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_a_toolkit_folder_with_a_users_file_is_refused_naming_it(tmp_path):
+    out = _write_folder(tmp_path / "out", {"report.md": "v1", "sub/t.csv": "1"})
+    (out / "notes.txt").write_text("mine")
+    (out / "sub" / "more.txt").write_text("mine too")
+    with pytest.raises(UsageError, match=r"out: holds files ssh-toolkit did not write: notes.txt, sub/more.txt; "
+                                         r"move them away or choose another folder \(nothing was deleted\)"):
+        _write_folder(out, {"report.md": "v2"})
+    assert (out / "notes.txt").read_text() == "mine" and (out / "sub" / "more.txt").read_text() == "mine too"
+    assert (out / "report.md").read_text() == "v1"
+
+
+def test_a_damaged_file_the_toolkit_wrote_is_still_its_own(tmp_path):
+    out = _write_folder(tmp_path / "out", {"sshb.bin": "weights"})
+    (out / "sshb.bin").write_text("trunc")  # e.g. damaged: converting again must replace it
+    _write_folder(out, {"sshb.bin": "weights"})
+    assert (out / "sshb.bin").read_text() == "weights"
+
+
+def test_a_toolkit_folder_is_replaced_as_a_whole_and_later_toolkit_files_count_as_its_own(tmp_path):
+    out = _write_folder(tmp_path / "out", {"a.txt": "1", "old.txt": "2"})
+    write_text(out / "report.html", "<html>")  # written later into the finished folder (ssh-toolkit report)
+    assert json.loads((out / MARKER).read_text())["files"]["report.html"] == 6
+    _write_folder(out, {"a.txt": "new"})
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "a.txt"]
+    assert (out / "a.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_absent_or_empty_folders_are_replaceable_a_file_is_not(tmp_path):
+    check_replaceable(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    _write_folder(tmp_path / "empty", {"a.txt": "1"})
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="file: exists and is not a folder"):
+        _write_folder(tmp_path / "file", {"a.txt": "1"})
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_a_failed_block_leaves_the_old_folder_and_no_temporary(tmp_path):
+    out = _write_folder(tmp_path / "out", {"a.txt": "1"})
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError("boom")
+    assert (out / "a.txt").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_files_added_while_the_toolkit_worked_are_kept(tmp_path):
+    out = _write_folder(tmp_path / "out", {"a.txt": "1"})
+    with pytest.raises(UsageError, match="did not write: late.txt"):
+        with atomic_dir(out) as tmp:
+            (out / "late.txt").write_text("added during a long run")
+            (tmp / "a.txt").write_text("2")
+    assert (out / "late.txt").exists() and (out / "a.txt").read_text() == "1"
+
+
+# --------------------------------------------------------------------------- defect 9: stale temporary folders
+
+
+def test_a_stale_temporary_folder_of_a_dead_process_is_removed_a_live_ones_is_kept(tmp_path):
+    """Defect 9: an interrupted convert left its .tmp folder beside the IR folder forever."""
+    dead, live = _dead_pid(), os.getppid()  # the parent (pytest's launcher) is running
+    host = socket.gethostname()
+
+    def tmp_dir(name, pid, marker=True):
+        d = tmp_path / f".{name}.{pid}-abcd1234.tmp"
+        d.mkdir()
+        (d / "sshb.bin").write_text("partial")
+        if marker:
+            (d / MARKER).write_text(json.dumps({"written_by": "ssh-toolkit", "state": "writing", "pid": pid,
+                                                "host": host, "files": {}}))
+        return d
+
+    stale, running = tmp_dir("FP32", dead), tmp_dir("FP16", live)
+    empty_stale = tmp_path / f".FP16.{dead}-zzzz0000.tmp"
+    empty_stale.mkdir()
+    empty_recent = tmp_path / f".FP16.{dead}-zzzz1111.tmp"  # maybe another machine's, just created: kept
+    empty_recent.mkdir()
+    unmarked = tmp_dir("other", dead, marker=False)  # matches the name pattern but was not written by us
+    users = tmp_path / ".cache.tmp"
+    users.mkdir()
+    stale_file = tmp_path / f".summary.json.{dead}-0a1b2c3d.tmp"
+    stale_file.write_text("half a file")
+    recent_file = tmp_path / f".summary.json.{dead}-0a1b2c3e.tmp"
+    recent_file.write_text("being written")
+    hour_ago = time.time() - 3600
+    for p in (empty_stale, stale_file):
+        os.utime(p, (hour_ago, hour_ago))
+
+    _write_folder(tmp_path / "FP32", {"sshb.xml": "<net/>"})  # the next run
+    assert not stale.exists() and not empty_stale.exists() and not stale_file.exists()
+    assert running.is_dir() and (running / "sshb.bin").is_file()
+    assert unmarked.is_dir() and users.is_dir() and empty_recent.is_dir() and recent_file.is_file()
+
+
+def test_a_temporary_folder_from_another_host_is_kept(tmp_path):
+    d = tmp_path / f".FP32.{_dead_pid()}-abcd1234.tmp"
+    d.mkdir()
+    (d / MARKER).write_text(json.dumps({"written_by": "ssh-toolkit", "state": "writing", "host": "elsewhere",
+                                        "files": {}}))
+    assert fileio.remove_stale_temporaries(tmp_path) == []
+    assert d.is_dir()
+
+
+def test_interrupted_convert_subprocess_leaves_a_folder_that_the_next_run_removes(tmp_path):
+    code = ("import os, sys\nfrom ssh_toolkit.fileio import atomic_dir\n"
+            f"with atomic_dir({str(tmp_path / 'FP32')!r}) as tmp:\n"
+            "    (tmp / 'sshb.bin').write_text('partial')\n    os._exit(9)\n")  # killed: no cleanup runs
+    subprocess.run([sys.executable, "-c", code], check=False)
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".FP32.") and left[0].endswith(".tmp")
+    _write_folder(tmp_path / "FP32", {"sshb.xml": "<net/>"})
+    assert [p.name for p in tmp_path.iterdir()] == ["FP32"]
+
+
+# --------------------------------------------------------------------------- defect 3: OSErrors name the path
+
+
+def test_disk_full_while_writing_a_file_names_the_file_and_leaves_nothing(tmp_path):
+    target = tmp_path / "sub" / "table.csv"
+    with pytest.raises(OSError) as info:
+        with atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a write() on a full disk does
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert list((tmp_path / "sub").iterdir()) == []
+
+
+def test_disk_full_while_replacing_a_folder_names_the_folder(tmp_path, monkeypatch):
+    out = _write_folder(tmp_path / "out", {"a.txt": "1"})
+    real_replace = os.replace
+
+    def full(src, dst):
+        if str(src).endswith(".tmp") and os.path.isdir(src):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError) as info:
+        _write_folder(out, {"a.txt": "2"})
+    assert info.value.filename == str(out)
+    assert (out / "a.txt").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_folder_under_a_file_is_an_oserror_naming_it(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OSError) as info:
+        _write_folder(tmp_path / "f" / "run", {"a.txt": "1"})
+    assert str(tmp_path / "f") in str(info.value.filename)
+
+
+def test_an_unwritable_or_read_only_destination_is_found_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError) as info:
+        check_replaceable(tmp_path / "f" / "deep" / "run")
+    assert info.value.filename == str(tmp_path / "f")
+
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)  # root ignores permission bits: pretend
+    with pytest.raises(PermissionError) as info:
+        check_replaceable(tmp_path / "new" / "run")
+    assert info.value.filename == str(tmp_path)
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "statvfs", lambda p: ReadOnly())
+    with pytest.raises(OSError) as info:
+        check_replaceable(tmp_path / "run")
+    assert info.value.errno == errno.EROFS and info.value.filename == str(tmp_path)
