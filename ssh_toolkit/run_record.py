@@ -156,6 +156,9 @@ class RunSummary:
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
     format: int = SUMMARY_FORMAT
+    # Where the IRs ran: device, cpu, the cpu_flags that change results, and the device's default_exec_precision
+    # (the precision an unpinned FP32 IR runs in there: what a deployment gets).
+    runtime: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ir_precisions(self) -> tuple[str, ...]:

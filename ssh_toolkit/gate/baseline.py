@@ -51,6 +51,7 @@ class Baseline:
     card_sha256: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     format: int = BASELINE_FORMAT
+    runtime: dict[str, Any] = field(default_factory=dict)  # device, cpu, cpu_flags, default_exec_precision
 
     REQUIRED = ("created", "from_run", "model", "weights", "checkpoint_kind", "input_size", "protocol",
                 "protocol_params", "dataset", "map")
@@ -77,7 +78,7 @@ class Baseline:
             box_match={ir: {"box_match_rate": float(d.box_match_rate), "matched": int(d.matched),
                             "n_ref": int(d.n_ref)} for ir, d in summary.box_match.items()},
             card_sha256=summary.card_sha256,
-            versions=dict(summary.versions),
+            versions=dict(summary.versions), runtime=_plain(summary.runtime),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -87,7 +88,7 @@ class Baseline:
             "protocol": self.protocol, "protocol_params": self.protocol_params, "dataset": self.dataset,
             "n_images": self.n_images, "precisions": self.precisions, "map": self.map, "parity": self.parity,
             "box_match": self.box_match, "card_sha256": self.card_sha256,
-            "versions": self.versions,
+            "versions": self.versions, "runtime": self.runtime,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -136,7 +137,7 @@ class Baseline:
                        if isinstance(d, dict) else d for ir, d in old.items()}
             data["box_match"] = old
             fmt = BASELINE_FORMAT
-        for key in ("parity", "box_match", "precisions", "versions"):
+        for key in ("parity", "box_match", "precisions", "versions", "runtime"):
             if not isinstance(data.get(key, {}), dict):
                 raise bad(key, "expected a JSON object")
         n_images = data.get("n_images", data["dataset"].get("n_images", 0))
@@ -148,6 +149,7 @@ class Baseline:
             precisions=data.get("precisions", {}), map={k: float(v) for k, v in m.items()},
             parity=data.get("parity", {}), box_match=data.get("box_match", {}),
             card_sha256=str(data.get("card_sha256", "")), versions=data.get("versions", {}), format=fmt,
+            runtime=data.get("runtime", {}),
         )
 
 

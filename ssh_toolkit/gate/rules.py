@@ -78,11 +78,15 @@ def _map_vs_baseline(current: RunSummary, baseline: Baseline | None, card: Model
         v = current.map.get(m)
         if b is None:
             if v is not None:
-                checks.append(Check(name, v, None, None, None, f"mAP {v:.3f}: not in the baseline, not compared"))
+                checks.append(Check(name, v, None, None, None, f"mAP {v:.3f}: not in the baseline (recorded before "
+                                    f"this model was evaluated, or on a CPU that runs it otherwise), not compared"))
             continue
         if v is None:
-            checks.append(Check(name, None, b - atol, b, False,
-                                f"in the baseline (mAP {b:.3f}) but missing from the run", ">="))
+            if "@" in m:  # an execution variant: its absence says where the run ran, not that it regressed
+                checks.append(Check(name, None, b - atol, b, None, _variant_absent(m, current), ">="))
+            else:
+                checks.append(Check(name, None, b - atol, b, False,
+                                    f"in the baseline (mAP {b:.3f}) but missing from the run", ">="))
             continue
         if not _finite(v):
             checks.append(Check(name, v, b - atol, b, False, f"mAP is {v}, not a number", ">="))
@@ -101,6 +105,18 @@ def _map_vs_baseline(current: RunSummary, baseline: Baseline | None, card: Model
             passed = True
         checks.append(Check(name, v, b - atol, b, passed, detail, ">="))
     return checks
+
+
+def _variant_absent(model: str, current: RunSummary) -> str:
+    """Why the run has no ``ir-fp32@bf16`` that the baseline has: the CPU, or the options of the run."""
+    wanted = model.split("@", 1)[1]
+    rt = current.runtime or {}
+    default = rt.get("default_exec_precision")
+    where = f"{rt.get('device', 'the device')} {rt.get('cpu', '')}".strip()
+    if default and default != wanted:
+        return (f"in the baseline, not in this run: {where} runs IRs in {default} by default, not {wanted} "
+                f"(another CPU than the baseline's); not compared")
+    return f"in the baseline, not in this run (not asked for with --exec-precision); not compared"
 
 
 def _map_vs_reference(current: RunSummary, card: ModelCard, models: list[str]) -> list[Check]:
@@ -255,7 +271,22 @@ def check_gate(current: RunSummary, baseline: Baseline | None, card: ModelCard,
         *_box_match(current, baseline, card, irs),
     ]
     label = baseline_name or (f"run {baseline.source_run}" if baseline is not None else "")
-    return GateResult(current.run_id, current.model, current.weights, current.note, label, tuple(checks))
+    return GateResult(current.run_id, current.model, current.weights, current.note, label, tuple(checks),
+                      notes=_platform_notes(current, baseline))
+
+
+def _platform_notes(current: RunSummary, baseline: Baseline | None) -> tuple[str, ...]:
+    """The runtime differences between run and baseline that a reader of the verdict should know of."""
+    if baseline is None:
+        return ()
+    notes = []
+    a, b = current.versions.get("openvino"), baseline.versions.get("openvino")
+    if a and b and a != b:
+        notes.append(f"note: this run used OpenVINO {a}, the baseline {b}; the rules apply all the same")
+    ca, cb = (current.runtime or {}).get("cpu"), (baseline.runtime or {}).get("cpu")
+    if ca and cb and ca != cb:
+        notes.append(f"note: this run ran on {ca}, the baseline on {cb}")
+    return tuple(notes)
 
 
 

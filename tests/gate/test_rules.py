@@ -225,3 +225,52 @@ def test_gate_run_normal_and_update_mode(card, tmp_path):
     r = gate_run(worse, path, card, update_baseline=True)
     assert r and "mAP[mxnet]: 71.234 -> 71.000 (-0.234)" in r.notes
     assert Baseline.load(path).source_run == "r2"
+
+
+def _with_bf16(**kw):
+    """A run on a bf16 CPU: the deploy default of each IR is its own model, with its own limits."""
+    return make_summary(
+        map={"mxnet": 71.234, "ir-fp32": 71.231, "ir-fp32@bf16": 71.10, "ir-fp16": 71.180},
+        precisions={"mxnet": "FP32", "ir-fp32": "FP32", "ir-fp32@bf16": "FP32@bf16", "ir-fp16": "FP16"},
+        parity={"ir-fp32": _parity("FP32"), "ir-fp16": _parity("FP16"),
+                "ir-fp32@bf16": _parity("FP16", **{o: {"atol": 0.1 if "cls" in o else 0.25, "min_cosine": 0.9995}
+                                                   for o in ("rpn_cls_prob_reshape_stride32", "rpn_bbox_pred_stride32",
+                                                             "rpn_cls_prob_reshape_stride16", "rpn_bbox_pred_stride16",
+                                                             "rpn_cls_prob_reshape_stride8", "rpn_bbox_pred_stride8")})},
+        box_match={"ir-fp32": _det(400, 400), "ir-fp16": _det(400, 392), "ir-fp32@bf16": _det(400, 300)},
+        runtime={"device": "CPU", "cpu": "AMD EPYC", "default_exec_precision": "bf16"}, **kw)
+
+
+def test_an_execution_variant_is_gated_with_its_own_card_limits(card):
+    r = check_gate(_with_bf16(), Baseline.from_run(_with_bf16()), card)
+    assert r, r.lines()
+    assert _line(r, "ir_vs_mxnet_drop[ir-fp32@bf16]").endswith("drop 0.134 <= 0.500 allowed for FP32@bf16")
+    assert "rate 0.7500 >= 0.7000 (FP32@bf16)" in _line(r, "box_match_rate[ir-fp32@bf16]")
+
+
+def test_a_baseline_variant_missing_on_a_cpu_without_bf16_is_skipped_with_the_reason(card):
+    """One committed baseline serves CPUs with and without bf16: the absent variant is a SKIP, never a FAIL."""
+    run = make_summary(runtime={"device": "CPU", "cpu": "Intel Xeon E5", "default_exec_precision": "f32"})
+    r = check_gate(run, Baseline.from_run(_with_bf16()), card)
+    assert r, r.lines()
+    assert _line(r, "map_vs_baseline[ir-fp32@bf16]") == (
+        "SKIP | map_vs_baseline[ir-fp32@bf16] | in the baseline, not in this run: CPU Intel Xeon E5 runs IRs in f32 "
+        "by default, not bf16 (another CPU than the baseline's); not compared")
+    # ... while a base model missing is still a failure
+    assert not check_gate(make_summary(map={"mxnet": 71.234, "ir-fp32": 71.231}), Baseline.from_run(_with_bf16()),
+                          card)
+
+
+def test_a_variant_new_to_the_baseline_is_skipped(card):
+    r = check_gate(_with_bf16(), Baseline.from_run(make_summary()), card)
+    assert r and _line(r, "map_vs_baseline[ir-fp32@bf16]").startswith(
+        "SKIP | map_vs_baseline[ir-fp32@bf16] | mAP 71.100: not in the baseline")
+
+
+def test_another_openvino_version_is_named_and_the_rules_still_apply(card):
+    base = Baseline.from_run(make_summary())
+    r = check_gate(make_summary(versions={"python": "3.11.7", "openvino": "2026.4.1"}), base, card)
+    assert r.notes == ("note: this run used OpenVINO 2026.4.1, the baseline 2023.3.0; the rules apply all the same",)
+    bad = make_summary(map={"mxnet": 60.0, "ir-fp32": 60.0, "ir-fp16": 60.0},
+                       versions={"python": "3.11.7", "openvino": "2026.4.1"})
+    assert not check_gate(bad, base, card)
