@@ -116,7 +116,7 @@ def _variant_absent(model: str, current: RunSummary) -> str:
     if default and default != wanted:
         return (f"in the baseline, not in this run: {where} runs IRs in {default} by default, not {wanted} "
                 f"(another CPU than the baseline's); not compared")
-    return f"in the baseline, not in this run (not asked for with --exec-precision); not compared"
+    return "in the baseline, not in this run (not asked for with --exec-precision); not compared"
 
 
 def _map_vs_reference(current: RunSummary, card: ModelCard, models: list[str]) -> list[Check]:
