@@ -414,8 +414,7 @@ def test_two_evaluations_started_together_write_two_complete_run_folders(toy_ws,
     assert len(runs) == 2, runs
     for folder in runs:
         _assert_complete_run(folder)
-    assert {o.strip().splitlines()[-1] for o, _ in outputs} == {f"report: {r / 'report.md'}".replace(
-        str(tmp_path) + "/", "") for r in runs}
+    assert {o.strip().splitlines()[-1] for o, _ in outputs} == {f"report: {r.resolve() / 'report.md'}" for r in runs}
     assert len(list((ws / "cache" / "raw").rglob("*.npz"))) == 4  # 2 models x 2 images, whole entries
     assert not [p for p in (ws / "cache").rglob("*") if p.name.endswith(".tmp")]
 
