@@ -39,6 +39,10 @@ InputSize = Annotated[Optional[int], typer.Option(
     "--input-size", help="Square network input size, a multiple of 32 [default: the card's, 640].")]
 Precisions = Annotated[Optional[list[str]], typer.Option(
     "--precision", help="IR precision, repeatable [default: all in the card: FP32, FP16].")]
+MoEnv = Annotated[Optional[Path], typer.Option(
+    "--mo-env", help="An existing virtual environment with openvino-dev[mxnet]==2023.3.0 to run Model Optimizer "
+                     "from (checked, never modified) [default: $SSH_TOOLKIT_MO_ENV, else the one the toolkit "
+                     "creates on first use under $SSH_TOOLKIT_HOME/envs/].")]
 
 
 def _default_pipeline() -> Path:
@@ -157,6 +161,7 @@ def convert(
     precision: Precisions = None,
     input_size: InputSize = None,
     force: Annotated[bool, typer.Option(help="Convert even if the IR is up to date.")] = False,
+    mo_env: MoEnv = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -169,7 +174,7 @@ def convert(
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
         for p in _precisions(card, precision):
-            ir = do_convert(card, ck, ws, p, input_size, force=force)
+            ir = do_convert(card, ck, ws, p, input_size, force=force, mo_env=mo_env)
             how = "up to date, not converted again" if ir.reused else f"Model Optimizer {ir.seconds:.1f} s"
             typer.echo(f"{p}: {ir.xml} ({how}; outputs {', '.join(ir.outputs)})")
 
@@ -394,6 +399,7 @@ def run(
         "--baseline", help="Baseline to gate against [default: reports/baselines/<card>-<weights>-<size>.json].")]
     = None,
     report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Run folder.")] = None,
+    mo_env: MoEnv = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -406,7 +412,7 @@ def run(
         card = _card(pipeline)
         result = run_pipeline(card, _workspace(workspace), weights=weights, data_root=data_root,
                               input_size=input_size, limit=limit, baseline=baseline, run_dir=report_dir,
-                              say=lambda m: typer.echo(m, err=True))
+                              say=lambda m: typer.echo(m, err=True), mo_env=mo_env)
         _print_evaluation(result.evaluation)
         typer.echo(f"HTML report: {result.html.resolve()}")
         if result.gate is None:

@@ -69,14 +69,14 @@ class PipelineRun:
 def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_root: Path | None = None,
                  input_size: int | None = None, limit: int | None = None, baseline: Path | None = None,
                  run_dir: Path | None = None, progress: bool = True,
-                 say: Callable[[str], None] = print) -> PipelineRun:
+                 say: Callable[[str], None] = print, mo_env: Path | None = None) -> PipelineRun:
     from .data.sample import make_sample
     from .gate.rules import Baseline, check_gate
     from .report.html import write_html_report
 
     size = input_size or card.input.size
     ck = ensure_checkpoint(card, ws, weights, say=say)
-    irs = convert_all(card, ck, ws, input_size=size)
+    irs = convert_all(card, ck, ws, input_size=size, mo_env=mo_env)
     for ir in irs:
         say(f"convert {ir.precision}: " + ("up to date" if ir.reused else f"converted in {ir.seconds:.1f} s"))
     if data_root is None:
