@@ -423,6 +423,25 @@ def run(
         result.gate.raise_for_failure()
 
 
+@app.command()
+def doctor(
+    mo_env: MoEnv = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """What this machine computes with: OpenVINO, numpy, MXNet and Python versions; the Model Optimizer
+    environment and its state (ready, missing, half-installed, wrong version); the CPU and the flags that change
+    results (avx512_bf16, AMX, VNNI); the runtime's default inference precision, in general and for each IR in
+    the workspace. Changes nothing."""
+    import json
+
+    from .doctor import diagnose
+
+    with errors_to_exit():
+        rep = diagnose(_workspace(workspace), mo_env)
+        typer.echo(json.dumps(rep.to_json(), indent=2) if as_json else "\n".join(rep.lines()))
+
+
 def main() -> None:
     app(prog_name="ssh-toolkit")
 
