@@ -236,3 +236,46 @@ def test_unreachable_package_index_is_one_line_exit_3_and_no_partial_env(tmp_pat
     assert "the package index is unreachable" in errors[0] and "--mo-env" in errors[0], errors[0]
     assert sorted(p.name for p in (home / "envs").iterdir()) == ["mo-2023.3.0.lock"]
     assert not ws.ir_dir("toy", 640, "FP32").exists()
+
+
+@pytest.mark.slow
+def test_real_creation_from_the_package_index(tmp_path, monkeypatch):
+    """One real creation (about 30-40 s here): venv + pip install + check, marker, rename, then reuse."""
+    monkeypatch.setattr(le, "_CHECKED", {})
+    lines = []
+    env = le.ensure_mo_env(home=tmp_path, say=say_into(lines))
+    path = tmp_path / "envs" / "mo-2023.3.0"
+    assert env.path == path and env.managed
+    assert (env.packages["openvino-dev"], env.packages["numpy"], env.packages["mxnet"]) == ("2023.3.0", "1.23.5",
+                                                                                            "1.9.1")
+    assert env.mo_version.startswith("2023.3.0")
+    marker = json.loads((path / le.MARKER).read_text())
+    assert marker["mo"] == env.mo_version and marker["packages"] == env.packages
+    assert lines[0].startswith("Model Optimizer environment: installing openvino-dev[mxnet]==2023.3.0")
+    assert any(ln.startswith("  pip: Successfully installed") for ln in lines)
+    assert lines[-1].startswith(f"Model Optimizer environment ready: {path}")
+    assert sorted(p.name for p in (tmp_path / "envs").iterdir()) == ["mo-2023.3.0", "mo-2023.3.0.lock"]
+    # the scripts name the final folder, not the temporary one it was built in
+    assert (path / "bin" / "pip").read_text().splitlines()[0].startswith(f"#!{path}/bin/python")
+    help_text = subprocess.run(env.mo_command(["--help"]), capture_output=True, text=True, env=env.subprocess_env())
+    assert help_text.returncode == 0 and "--input_model" in help_text.stdout
+    le._CHECKED.clear()
+    lines.clear()
+    assert le.ensure_mo_env(home=tmp_path, say=say_into(lines)).path == path and lines == []
+
+
+def test_convert_with_mo_env(standin_ws, mo_env, monkeypatch):
+    ws, _, _ = standin_ws
+    monkeypatch.setattr(le, "_CHECKED", {})
+    r = CliRunner().invoke(app, ["convert", "-w", str(ws.root), "--weights", "standin", "--input-size", "128",
+                                 "--mo-env", str(mo_env.path)])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("up to date, not converted again") == 2  # same Model Optimizer: same fingerprint
+    own = Path(sys.prefix)  # the toolkit's own environment: OpenVINO 2026, no Model Optimizer
+    r = CliRunner().invoke(app, ["convert", "-w", str(ws.root), "--weights", "standin", "--input-size", "128",
+                                 "--mo-env", str(own)])
+    assert r.exit_code == 3 and "Traceback" not in r.output
+    errors = [ln for ln in r.output.splitlines() if ln.startswith("ssh-toolkit: error:")]
+    assert errors == [f"ssh-toolkit: error: {own}: holds openvino-dev None, expected 2023.3.x (the last Model "
+                      f"Optimizer that reads MXNet); the environment given with --mo-env is not used nor "
+                      f"modified: it needs {' '.join(le.REQUIREMENTS)}"]
