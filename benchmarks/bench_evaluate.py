@@ -205,7 +205,8 @@ class BenchAppRun:
 def benchmark_app_path() -> str:
     found = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
     if not Path(found).is_file():
-        raise SystemExit("benchmark_app not found (install openvino-dev / activate the virtualenv)")
+        raise SystemExit("benchmark_app not found (it comes with the openvino package: pip install -e . / "
+                         "activate the virtualenv)")
     return found
 
 

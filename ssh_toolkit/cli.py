@@ -68,6 +68,10 @@ LIMIT_HELP = "Use only the first N images."
 def _limit(default: str):
     """The one --limit of compare, evaluate and run: same type, minimum and help; only the default differs."""
     return typer.Option("--limit", min=1, metavar="N", show_default=default, help=LIMIT_HELP)
+MoEnv = Annotated[Optional[Path], typer.Option(
+    "--mo-env", help="An existing virtual environment with openvino-dev[mxnet]==2023.3.0 to run Model Optimizer "
+                     "from (checked, never modified) [default: $SSH_TOOLKIT_MO_ENV, else the one the toolkit "
+                     "creates on first use under $SSH_TOOLKIT_HOME/envs/].")]
 
 
 def _default_pipeline() -> Path:
@@ -199,6 +203,7 @@ def convert(
     precision: Precisions = None,
     input_size: InputSize = None,
     force: Annotated[bool, typer.Option(help="Convert even if the IR is up to date.")] = False,
+    mo_env: MoEnv = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -211,7 +216,7 @@ def convert(
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
         for p in _precisions(card, precision):
-            ir = do_convert(card, ck, ws, p, input_size, force=force)
+            ir = do_convert(card, ck, ws, p, input_size, force=force, mo_env=mo_env)
             how = "up to date, not converted again" if ir.reused else f"Model Optimizer {ir.seconds:.1f} s"
             typer.echo(f"{p}: {ir.xml} ({how}; outputs {', '.join(ir.outputs)})")
 
@@ -469,6 +474,7 @@ def run(
     = None,
     report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Run folder.")] = None,
     exec_precision: ExecPrecisions = None,
+    mo_env: MoEnv = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -482,7 +488,7 @@ def run(
         result = run_pipeline(card, _workspace(workspace), weights=weights, data_root=data_root,
                               input_size=input_size, limit=limit, baseline=baseline, run_dir=report_dir,
                               exec_precisions=exec_precision or ("f32", "default"),
-                              say=lambda m: typer.echo(m, err=True))
+                              say=lambda m: typer.echo(m, err=True), mo_env=mo_env)
         _print_evaluation(result.evaluation)
         typer.echo(f"HTML report: {result.html.resolve()}")
         if result.gate is None:
@@ -492,6 +498,25 @@ def run(
             return
         _print_gate(result.gate)
         result.gate.raise_for_failure()
+
+
+@app.command()
+def doctor(
+    mo_env: MoEnv = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """What this machine computes with: OpenVINO, numpy, MXNet and Python versions; the Model Optimizer
+    environment and its state (ready, missing, half-installed, wrong version); the CPU and the flags that change
+    results (avx512_bf16, AMX, VNNI); the runtime's default inference precision, in general and for each IR in
+    the workspace. Changes nothing."""
+    import json
+
+    from .doctor import diagnose
+
+    with errors_to_exit():
+        rep = diagnose(_workspace(workspace), mo_env)
+        typer.echo(json.dumps(rep.to_json(), indent=2) if as_json else "\n".join(rep.lines()))
 
 
 def main() -> None:

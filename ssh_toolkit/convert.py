@@ -6,14 +6,14 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .card import ModelCard
-from .errors import ConversionError, InputDataError
+from .errors import BackendError, ConversionError, InputDataError
 from .fileio import atomic_dir, sha256_file, write_json
+from .legacy_env import LegacyEnv, ensure_mo_env
 from .model.outputs import canonical_name
 from .report.markdown import versions
 from .run_record import ir_model_name
@@ -40,6 +40,8 @@ class ConvertedModel:
     sha256: dict[str, str]
     fingerprint: str
     versions: dict[str, str] = field(default_factory=dict)  # python, numpy, mxnet, openvino, ... at conversion
+    # The Model Optimizer environment that made it: path, python, mo, openvino-dev, openvino, numpy, mxnet.
+    mo_env: dict[str, object] = field(default_factory=dict)
     reused: bool = False  # True when convert() found it up to date (not saved in the record)
 
     @property
@@ -74,10 +76,9 @@ class ConvertedModel:
             raise InputDataError(f"{rec}: corrupt conversion record ({e})") from None
 
 
-def mo_version() -> str:
-    from openvino.runtime import get_version
-
-    return get_version()
+def mo_version(mo_env: str | Path | None = None) -> str:
+    """The version of the Model Optimizer ``convert`` uses (from its legacy environment, created if needed)."""
+    return ensure_mo_env(Path(mo_env) if mo_env else None).mo_version
 
 
 def mo_arguments(card: ModelCard, checkpoint: Checkpoint, precision: str, input_size: int) -> list[str]:
@@ -138,32 +139,47 @@ def _error_line(log: str) -> str:
 
 
 def _ir_io(xml: Path) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
-    from openvino.runtime import Core
+    from openvino import Core
 
-    model = Core().read_model(str(xml))
+    from .runners.openvino import read_model
+
+    try:
+        model = read_model(Core(), xml)
+    except BackendError as e:
+        raise ConversionError(f"the OpenVINO runtime cannot read the IR Model Optimizer wrote: {e}") from None
     ins = {i.get_any_name(): list(i.get_partial_shape().get_shape()) for i in model.inputs}
     outs = {o.get_any_name(): list(o.get_partial_shape().get_shape()) for o in model.outputs}
     return ins, outs
 
 
 def convert(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, precision: str,
-            input_size: int | None = None, *, force: bool = False) -> ConvertedModel:
-    """Convert ``checkpoint`` to an IR of ``precision`` under the workspace; skip if already up to date."""
+            input_size: int | None = None, *, force: bool = False,
+            mo_env: str | Path | LegacyEnv | None = None) -> ConvertedModel:
+    """Convert ``checkpoint`` to an IR of ``precision`` under the workspace; skip if already up to date.
+
+    Model Optimizer runs from its legacy environment (see :mod:`ssh_toolkit.legacy_env`): ``mo_env`` is an
+    existing environment to use (checked, never modified), else ``$SSH_TOOLKIT_MO_ENV``, else the managed one,
+    created on first use.
+    """
     if precision not in card.precisions:
         raise InputDataError(f"{card.path}: precision {precision!r} not in convert.precisions {card.precisions}")
     size = card.resolve_input_size(input_size)
     check_checkpoint_naming(checkpoint)
     args = mo_arguments(card, checkpoint, precision, size)
-    version = mo_version()
+    env = mo_env if isinstance(mo_env, LegacyEnv) else ensure_mo_env(Path(mo_env) if mo_env else None)
+    version = env.mo_version
     fingerprint = _fingerprint(checkpoint, args, version)
     target = workspace.ir_dir(checkpoint.kind, size, precision)
     if not force and (done := _up_to_date(target, fingerprint)):
         return replace(done, reused=True)
 
     with atomic_dir(target) as tmp:
-        command = [sys.executable, "-m", "openvino.tools.mo", *args, f"--output_dir={tmp}"]
+        command = env.mo_command([*args, f"--output_dir={tmp}"])
         start = time.perf_counter()
-        proc = subprocess.run(command, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, env=env.subprocess_env())
+        except OSError as e:
+            raise ConversionError(f"{env.python}: cannot run Model Optimizer ({e.strerror or e})") from None
         seconds = time.perf_counter() - start
         log = proc.stdout + proc.stderr
         (tmp / "mo.log").write_text(log)
@@ -185,7 +201,7 @@ def convert(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, preci
             command=tuple(["mo", *args, f"--output_dir={target}"]), mo_version=version,
             seconds=round(seconds, 3), inputs=ins, outputs=outs,
             sha256={"xml": sha256_file(xml), "bin": sha256_file(xml.with_suffix(".bin"))},
-            fingerprint=fingerprint, versions=versions(),
+            fingerprint=fingerprint, versions=versions(), mo_env=env.record(),
         )
         write_json(tmp / RECORD, done.to_json())
     return done
@@ -193,5 +209,6 @@ def convert(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, preci
 
 def convert_all(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace,
                 precisions: tuple[str, ...] | None = None, input_size: int | None = None,
-                *, force: bool = False) -> list[ConvertedModel]:
-    return [convert(card, checkpoint, workspace, p, input_size, force=force) for p in precisions or card.precisions]
+                *, force: bool = False, mo_env: str | Path | LegacyEnv | None = None) -> list[ConvertedModel]:
+    return [convert(card, checkpoint, workspace, p, input_size, force=force, mo_env=mo_env)
+            for p in precisions or card.precisions]

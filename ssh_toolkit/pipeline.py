@@ -102,7 +102,7 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
                  input_size: int | None = None, limit: int | None = None, baseline: Path | None = None,
                  run_dir: Path | None = None, progress: bool = True,
                  exec_precisions: Sequence[str] = ("f32", "default"),
-                 say: Callable[[str], None] = print) -> PipelineRun:
+                 say: Callable[[str], None] = print, mo_env: Path | None = None) -> PipelineRun:
     from .data.sample import make_sample
     from .gate import Baseline, check_gate
     from .report.html import write_html_report
@@ -121,7 +121,7 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
     if baseline.is_file():  # before any conversion or inference: minutes of work must not end in "not comparable"
         check_plan_comparable(card, Baseline.load(baseline), baseline, weights, size, data_root, limit)
     ck = ensure_checkpoint(card, ws, weights, say=say)
-    irs = convert_all(card, ck, ws, input_size=size)
+    irs = convert_all(card, ck, ws, input_size=size, mo_env=mo_env)
     for ir in irs:
         say(f"convert {ir.precision}: " + ("up to date" if ir.reused else f"converted in {ir.seconds:.1f} s"))
     ev = evaluate(card, ck, irs, data_root, ws, input_size=size, limit=limit, run_dir=run_dir, progress=progress,

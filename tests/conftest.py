@@ -69,3 +69,11 @@ def write_mats(folder, scene, skip=(), corrupt=None):
         if name not in skip:
             scipy.io.savemat(str(folder / name), content)
     return folder
+
+
+@pytest.fixture(scope="session")
+def mo_env():
+    """The legacy Model Optimizer / Accuracy Checker environment (created on first use, then reused)."""
+    from ssh_toolkit.legacy_env import ensure_mo_env
+
+    return ensure_mo_env()

@@ -110,3 +110,15 @@ def test_input_size_must_be_a_positive_multiple_of_the_largest_stride(card, stan
     ws, ck, _ = standin_ws
     with pytest.raises(UsageError, match=f"--input-size {size}: must be a positive multiple of 32, the largest"):
         convert(card, ck, ws, "FP32", size)
+
+
+def test_conversion_record_names_the_legacy_env_and_mo_runs_from_it(card, standin_ws, mo_env):
+    _, _, irs = standin_ws
+    rec = json.loads((irs["FP32"].directory / "conversion.json").read_text())
+    assert rec["mo_version"] == mo_env.mo_version and rec["mo_version"].startswith("2023.3.0")
+    env = rec["mo_env"]
+    assert env["path"] == str(mo_env.path) and env["python"] == mo_env.python_version
+    assert (env["openvino-dev"], env["numpy"], env["mxnet"]) == ("2023.3.0", "1.23.5", "1.9.1")
+    assert rec["versions"]["openvino"].startswith("2026.4")  # the runtime that read the IR back
+    # the IR itself says which Model Optimizer wrote it: the legacy one, not the 2026 runtime
+    assert f'<MO_version value="{mo_env.mo_version}"' in irs["FP32"].xml.read_text()

@@ -10,11 +10,18 @@
   ``difficult_boxes``.
 * end to end: random raw outputs -> both decoders -> both metrics.
 
-AC is imported here only; nothing of it enters ``ssh_toolkit``.
+AC (openvino-dev 2023.3) cannot share an environment with the OpenVINO 2026 runtime: it runs in the legacy
+Model Optimizer environment (created on first use by ``ssh_toolkit.legacy_env``, the same one ``convert``
+uses) as a subprocess, ``ac_oracle_driver.py``, fed the same raw outputs and predictions as npz (bits kept).
+Nothing of AC enters ``ssh_toolkit``.
 """
 
 import dataclasses
-import warnings
+import io
+import json
+import struct
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,65 +32,69 @@ from ssh_toolkit.metric.postprocess import prepare_ground_truth
 from ssh_toolkit.model.decode import decode
 from ssh_toolkit.model.detections import Detections
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    # A hard dependency (openvino-dev): if it stops importing, these tests must fail, not skip.
-    import openvino.tools.accuracy_checker.adapters.retinaface as ac_retinaface
-    from openvino.tools.accuracy_checker.metrics.detection import DetectionMAP, bbox_match
-    from openvino.tools.accuracy_checker.metrics.overlap import IOU
-    from openvino.tools.accuracy_checker.postprocessor import PostprocessingExecutor
-    from openvino.tools.accuracy_checker.representation import DetectionAnnotation, DetectionPrediction
-
 CARD = load_card()
 P = CARD.protocol
-META = {"label_map": {0: "__background__", 1: "face"}, "background_label": 0}
+DRIVER = Path(__file__).with_name("ac_oracle_driver.py")
 
 
-# ---- AC harness -------------------------------------------------------------------------------------------
+# ---- AC harness: the driver process in the legacy environment ----------------------------------------------
 
-def ac_adapter(card):
-    p = card.protocol
-    return ac_retinaface.RetinaFaceAdapter({
-        "type": "retinaface",
-        "bboxes_outputs": [card.output("deltas", s).name for s in card.strides],
-        "scores_outputs": [card.output("scores", s).name for s in card.strides],
-        "keep_top_k": p.keep_top_k, "nms_threshold": p.nms_threshold,
-        "include_boundaries": p.include_boundaries,
-    })
+class AccuracyChecker:
+    """Client of ac_oracle_driver.py. A hard dependency: if the driver cannot start, the tests fail, not skip."""
+
+    def __init__(self, python: Path) -> None:
+        self.proc = subprocess.Popen([str(python), str(DRIVER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.hello = self._receive()[1]
+        assert self.hello.get("ready"), self.hello
+
+    def _receive(self) -> tuple[dict, dict]:
+        head = self.proc.stdout.read(8)
+        assert len(head) == 8, f"the Accuracy Checker driver died (exit {self.proc.poll()}); see stderr above"
+        (n,) = struct.unpack(">Q", head)
+        with np.load(io.BytesIO(self.proc.stdout.read(n)), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files if k != "__meta__"}, json.loads(str(z["__meta__"]))
+
+    def call(self, meta: dict, arrays: dict) -> tuple[dict, dict]:
+        buf = io.BytesIO()
+        np.savez(buf, __meta__=np.array(json.dumps(meta)), **arrays)
+        self.proc.stdin.write(struct.pack(">Q", len(buf.getvalue())) + buf.getvalue())
+        self.proc.stdin.flush()
+        result, reply = self._receive()
+        assert reply["ok"], reply["error"]
+        return result, reply
+
+    def decode(self, card, raw, scale_x, scale_y):
+        """AC's RetinaFaceAdapter -> (boxes (N,4) as AC holds x_mins, y_mins, x_maxs, y_maxs; scores)."""
+        p = card.protocol
+        adapter = {"bboxes_outputs": [card.output("deltas", s).name for s in card.strides],
+                   "scores_outputs": [card.output("scores", s).name for s in card.strides],
+                   "keep_top_k": p.keep_top_k, "nms_threshold": p.nms_threshold,
+                   "include_boundaries": p.include_boundaries}
+        out, _ = self.call({"op": "decode", "adapter": adapter, "scale_x": scale_x, "scale_y": scale_y}, raw)
+        return out["boxes"], out["scores"]
+
+    def evaluate(self, p, images):
+        """images: [(id, boxes (N,4), scores (N,) float32, gt (G,4))] -> (AP, tp, fp, [difficult_boxes])"""
+        protocol = {"round_policy": p.round_policy, "clip_annotation": p.clip_annotation,
+                    "height_range": list(p.height_range), "overlap_threshold": p.overlap_threshold,
+                    "ignore_difficult": p.ignore_difficult, "include_boundaries": p.include_boundaries}
+        arrays = {}
+        for k, (_, b, s, g) in enumerate(images):
+            arrays.update({f"b{k}": np.asarray(b), f"s{k}": np.asarray(s), f"g{k}": np.asarray(g)})
+        out, reply = self.call({"op": "evaluate", "protocol": protocol, "ids": [i for i, *_ in images]}, arrays)
+        return out["ap"], out["tp"], out["fp"], reply["difficult"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
-def ac_postprocessor(p):
-    lo, hi = p.height_range
-    return PostprocessingExecutor([
-        {"type": "cast_to_int", "round_policy": p.round_policy},
-        {"type": "clip_boxes", "size": int(p.clip_annotation), "apply_to": "annotation"},
-        {"type": "filter", "apply_to": "annotation", "height_range": f"{lo:g}, {hi:g}", "is_empty": True},
-    ], dataset_meta=META)
-
-
-class _Dataset:
-    metadata = META
-
-
-def ac_map(p):
-    return DetectionMAP({"type": "map", "overlap_threshold": p.overlap_threshold,
-                         "ignore_difficult": p.ignore_difficult, "include_boundaries": p.include_boundaries},
-                        _Dataset())
-
-
-def ac_evaluate(p, images):
-    """images: [(id, boxes (N,4), scores (N,) float32, gt (G,4))] -> (AP, tp, fp, [difficult_boxes])"""
-    anns = [DetectionAnnotation(i, [1] * len(g), g[:, 0], g[:, 1], g[:, 2], g[:, 3]) for i, _, _, g in images]
-    preds = [DetectionPrediction(i, [1] * len(b), s, b[:, 0], b[:, 1], b[:, 2], b[:, 3])
-             for i, b, s, _ in images]
-    anns, preds = ac_postprocessor(p).process_batch(anns, preds)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ap = ac_map(p).evaluate(anns, preds)
-    tp, fp, *_ = bbox_match(anns, preds, 1, IOU(p.include_boundaries), p.overlap_threshold,
-                            p.ignore_difficult,
-                            False, p.include_boundaries, False)
-    return ap, tp, fp, [sorted(set(a.metadata.get("difficult_boxes", []))) for a in anns]
+@pytest.fixture(scope="module")
+def ac(mo_env):
+    oracle = AccuracyChecker(mo_env.python)
+    assert oracle.hello["numpy"] == "1.23.5"  # really the legacy environment, not this one
+    yield oracle
+    oracle.close()
 
 
 def ours_evaluate(p, images):
@@ -114,18 +125,11 @@ def random_raw(rng, size, tie_levels=None, extreme=False):
     return raw
 
 
-def ac_decode(card, raw, scale_x, scale_y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ac_adapter(card).process([{k: v.copy() for k, v in raw.items()}], ["img"],
-                                        [{"scale_x": scale_x, "scale_y": scale_y}])[0]
-
-
 def assert_same_decode(ours, theirs):
-    ac_boxes = np.stack([theirs.x_mins, theirs.y_mins, theirs.x_maxs, theirs.y_maxs], axis=1)
+    ac_boxes, ac_scores = theirs
     assert ours.boxes.shape == ac_boxes.shape
-    assert ours.boxes.dtype == ac_boxes.dtype and ours.scores.dtype == theirs.scores.dtype
-    np.testing.assert_array_equal(ours.scores, theirs.scores)
+    assert ours.boxes.dtype == ac_boxes.dtype and ours.scores.dtype == ac_scores.dtype
+    np.testing.assert_array_equal(ours.scores, ac_scores)
     np.testing.assert_array_equal(ours.boxes, ac_boxes)
 
 
@@ -140,7 +144,7 @@ DECODE_CASES = [  # (seed, input size, tie levels, extreme deltas, keep_top_k ov
 
 
 @pytest.mark.parametrize("seed,size,ties,extreme,top_k", DECODE_CASES)
-def test_decode_identical_to_ac(seed, size, ties, extreme, top_k):
+def test_decode_identical_to_ac(seed, size, ties, extreme, top_k, ac):
     rng = np.random.default_rng(seed)
     card = CARD
     if top_k is not None:
@@ -148,21 +152,21 @@ def test_decode_identical_to_ac(seed, size, ties, extreme, top_k):
     raw = random_raw(rng, size, ties, extreme)
     w, h = (int(x) for x in rng.integers(100, 2000, 2))
     sx, sy = size / w, size / h
-    assert_same_decode(decode(raw, card, sx, sy), ac_decode(card, raw, sx, sy))
+    assert_same_decode(decode(raw, card, sx, sy), ac.decode(card, raw, sx, sy))
 
 
 @pytest.mark.slow
-def test_decode_identical_to_ac_at_640():
+def test_decode_identical_to_ac_at_640(ac):
     rng = np.random.default_rng(640)
     raw = random_raw(rng, 640, tie_levels=16, extreme=True)
     sx, sy = 640 / 1024, 640 / 683
     assert sy == 0.9370424597364568
     ours = decode(raw, CARD, sx, sy)
-    assert_same_decode(ours, ac_decode(CARD, raw, sx, sy))
+    assert_same_decode(ours, ac.decode(CARD, raw, sx, sy))
     assert len(ours) <= 800 + 1000 + 1000
 
 
-def test_golden_decode_vector_identical_to_ac():
+def test_golden_decode_vector_identical_to_ac(ac):
     raw = {o.name: np.zeros((1, 4 if o.kind == "scores" else 8, 640 // o.stride, 640 // o.stride), np.float32)
            for o in CARD.outputs}
     raw["rpn_cls_prob_reshape_stride8"][0, 3, 10, 20] = 0.9
@@ -170,7 +174,7 @@ def test_golden_decode_vector_identical_to_ac():
     raw["rpn_bbox_pred_stride16"][0, 0:4, 5, 7] = (0.1, -0.2, np.log(2), 0)
     ours = decode(raw, CARD, 640 / 1024, 640 / 768)
     assert len(ours) == 446
-    assert_same_decode(ours, ac_decode(CARD, raw, 640 / 1024, 640 / 768))
+    assert_same_decode(ours, ac.decode(CARD, raw, 640 / 1024, 640 / 768))
 
 
 def random_gt(rng, kind):
@@ -224,9 +228,9 @@ def random_scene(seed):
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_map_identical_to_ac(seed):
+def test_map_identical_to_ac(seed, ac):
     images = random_scene(seed)
-    ap, tp, fp, difficult = ac_evaluate(P, images)
+    ap, tp, fp, difficult = ac.evaluate(P, images)
     ours = ours_evaluate(P, images)
     assert len(ap) == 1
     assert abs(ours.ap - ap[0]) <= 1e-12, (ours.ap, ap[0])
@@ -237,7 +241,7 @@ def test_map_identical_to_ac(seed):
         assert np.flatnonzero(prepare_ground_truth(g, P).difficult).tolist() == d
 
 
-def test_spec_golden_scenarios_identical_to_ac():
+def test_spec_golden_scenarios_identical_to_ac(ac):
     a_gt = np.array([[100., 100, 180, 200], [400, 400, 420, 430], [600, 100, 600, 180]])
     a_b = np.array([[100.4, 100.5, 180.2, 199.6], [105, 105, 185, 205], [400, 400, 420, 430],
                     [401, 401, 421, 431], [700, 700, 760, 760]])
@@ -250,13 +254,13 @@ def test_spec_golden_scenarios_identical_to_ac():
               ("E", np.array([[100., 100, 200, 200]]), np.array([.5], np.float32),
                np.array([[100., 100, 200, 200]]))]
     for scene, expected in ((scene1, 5 / 12), (scene2, 1 / 3)):
-        ap, *_ = ac_evaluate(P, scene)
+        ap, *_ = ac.evaluate(P, scene)
         ours = ours_evaluate(P, scene)
         assert ours.ap == pytest.approx(expected, abs=1e-12)
         assert abs(ours.ap - ap[0]) <= 1e-12
 
 
-def test_non_finite_boxes_like_ac():
+def test_non_finite_boxes_like_ac(ac):
     # NaN / inf coordinates (e.g. an overflowing exp in a broken model): the reference's threshold test lets
     # a NaN IoU through, and such a prediction then counts as a TP that marks no face. We reproduce that.
     inf = np.inf
@@ -268,21 +272,21 @@ def test_non_finite_boxes_like_ac():
          np.array([[0., 0, 50, 50]])),
     ]
     with np.errstate(invalid="ignore"):
-        ap, tp, fp, _ = ac_evaluate(P, images)
+        ap, tp, fp, _ = ac.evaluate(P, images)
         ours = ours_evaluate(P, images)
     assert ours.ap == ap[0]
     np.testing.assert_array_equal(ours.tp, tp.astype(bool))
     np.testing.assert_array_equal(ours.fp, fp.astype(bool))
 
 
-def test_no_detections_like_ac():
+def test_no_detections_like_ac(ac):
     images = [("x", np.zeros((0, 4)), np.zeros(0, np.float32), np.array([[0., 0, 100, 100]]))]
-    ap, *_ = ac_evaluate(P, images)
+    ap, *_ = ac.evaluate(P, images)
     assert ours_evaluate(P, images).ap == ap[0] == 0
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_end_to_end_random_raw_identical_to_ac(seed):
+def test_end_to_end_random_raw_identical_to_ac(seed, ac):
     rng = np.random.default_rng(2000 + seed)
     ours_images, ac_images = [], []
     for i in range(4):
@@ -290,14 +294,14 @@ def test_end_to_end_random_raw_identical_to_ac(seed):
         w, h = (int(x) for x in rng.integers(120, 600, 2))
         sx, sy = 128 / w, 128 / h
         d = decode(raw, CARD, sx, sy)
-        t = ac_decode(CARD, raw, sx, sy)
+        t_boxes, t_scores = ac.decode(CARD, raw, sx, sy)
         g = random_gt(rng, ["normal", "none", "all_difficult", "normal"][i]) * np.array([w, h, w, h]) / 1000
         if i != 1:  # faces where some detections are, so that there are TPs, duplicates and ignored hits
             pick = d.boxes[rng.integers(0, len(d), 5)]
             g = np.r_[g, pick + rng.normal(0, 2, pick.shape)]
         ours_images.append((f"e{i}", d.boxes, d.scores, g))
-        ac_images.append((f"e{i}", np.stack([t.x_mins, t.y_mins, t.x_maxs, t.y_maxs], 1), t.scores, g))
-    ap, tp, fp, _ = ac_evaluate(P, ac_images)
+        ac_images.append((f"e{i}", t_boxes, t_scores, g))
+    ap, tp, fp, _ = ac.evaluate(P, ac_images)
     ours = ours_evaluate(P, ours_images)
     assert abs(ours.ap - ap[0]) <= 1e-12
     np.testing.assert_array_equal(ours.tp, tp.astype(bool))

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..card import Protocol
 from ..model.detections import Detections, GroundTruth
+from ..model.ranking import reference_argsort
 from .match import match_image
 from .postprocess import prepare_detections, prepare_ground_truth
 
@@ -178,7 +179,7 @@ class MapAccumulator:
         n_det = int(offsets[-1])
         conf = (np.concatenate([np.asarray(im.scores, np.float64) for im in imgs]) if imgs
                 else np.zeros(0, np.float64))
-        order = np.argsort(-conf)  # the reference ranking, ties included: same call, same float64 array
+        order = reference_argsort(-conf)  # the reference ranking, ties included (numpy's classic argsort)
         # Global ranks grouped by image, ascending within each image (a stable sort of the ranked image
         # indices; radix sort for up to 65535 images): the order in which the reference visits each
         # image's predictions.

@@ -24,6 +24,7 @@ from ..errors import BackendError
 from .anchors import anchor_plane, base_anchors_by_stride
 from .detections import Detections
 from .overlap import box_area, nms_iou
+from .ranking import reference_argsort
 
 
 def decode_deltas(anchors: np.ndarray, deltas: np.ndarray) -> np.ndarray:
@@ -56,13 +57,13 @@ def nms(boxes: np.ndarray, scores: np.ndarray, thr: float, keep_top_k: int | Non
         include_boundaries: bool = True) -> np.ndarray:
     """Greedy NMS -> indices of the kept boxes, in keep order (score descending).
 
-    Candidates are ordered by ``np.argsort(scores)[::-1]`` (numpy's default, unstable sort, reversed: this
-    fixes the order of equal scores) and truncated to ``keep_top_k`` *before* suppression. A candidate is
+    Candidates are ordered by ``np.argsort(scores)[::-1]`` (numpy's classic unstable sort, reversed: this
+    fixes the order of equal scores; see :mod:`.ranking`) and truncated to ``keep_top_k`` *before* suppression. A candidate is
     suppressed when its :func:`~ssh_toolkit.metric.overlap.nms_iou` with a kept box is ``> thr``; exactly
     ``thr`` survives.
     """
     boxes = np.asarray(boxes).reshape(-1, 4)
-    order = np.argsort(scores)[::-1]
+    order = reference_argsort(scores)[::-1]
     if keep_top_k:
         order = order[:keep_top_k]
     areas = box_area(boxes, include_boundaries)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import platform
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,19 +25,20 @@ def standin_banner(weights: str, kind: str, reference_map: float) -> str:
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for mod in ("numpy", "pandas", "mxnet", "cv2"):
-        m = sys.modules.get(mod)
-        if m is None:
-            try:
-                m = __import__(mod)
-            except ImportError:
-                continue
-        out[mod if mod != "cv2" else "opencv"] = getattr(m, "__version__", "?")
-    try:
-        from openvino.runtime import get_version
+    """Python, platform and the versions of the packages that make the numbers (read from package metadata:
+    nothing is imported here, so MXNet is only ever started through runners/mxnet_import.py)."""
+    from importlib import metadata
 
-        out["openvino"] = get_version()
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist, key in (("numpy", "numpy"), ("pandas", "pandas"), ("mxnet", "mxnet"), ("opencv-python", "opencv")):
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        from openvino import get_version
+
+        out["openvino"] = get_version()  # the runtime's full build string, e.g. 2026.4.1-22982-...
     except ImportError:
         pass
     return out

@@ -25,3 +25,27 @@ def test_import_mxnet_sets_threads_to_the_core_count_and_keeps_a_users_value():
                           "import_mxnet\nimport_mxnet()\nprint(os.environ['OMP_NUM_THREADS'])"],
                          env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1"
+
+
+def test_numpy_alias_is_the_only_patch_and_mxnet_imports():
+    import json
+
+    out = json.loads(_run(
+        "import json, numpy as np\nbefore = dict(vars(np))\n"
+        "from ssh_toolkit.runners.mxnet_import import import_mxnet\nmx = import_mxnet()\n"
+        "changed = sorted(k for k, v in vars(np).items() if (k not in before or before[k] is not v)\n"
+        "                 and not isinstance(v, type(np)))  # submodules importing mxnet loads are no patch\n"
+        "print(json.dumps([np.__version__, 'bool' in before, changed, vars(np).get('bool') is bool,\n"
+        "                  mx.__version__, (mx.nd.array([0, 2]) > 1).asnumpy().tolist()]))"))
+    numpy_version, had_bool, changed, is_builtin, mx_version, result = out
+    assert mx_version == "1.9.1" and result == [0.0, 1.0]
+    if numpy_version == "1.26.4":  # the pinned numpy: the alias was missing, it is the one name added
+        assert (had_bool, changed, is_builtin) == (False, ["bool"], True)
+    else:  # a numpy that has np.bool (< 1.24, or 2.x): nothing touched
+        assert changed == []
+
+
+def test_mxnet_does_not_import_on_this_numpy_without_the_alias():
+    """The alias is needed (if this starts passing, drop it from mxnet_import.py)."""
+    proc = subprocess.run([sys.executable, "-c", "import mxnet"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "has no attribute 'bool'" in proc.stderr
