@@ -187,7 +187,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
         precisions={s.model.name: s.model.precision for s in scores},
         parity={p.test: {d.name: OutputParity.of(d) for d in p.diffs} for p in parity},
         box_match=box_match, official=official, card_sha256=meta["card_sha256"], versions=meta["versions"],
-        created=meta["created"],
+        created=meta["created"], runtime=runtime_info() if any(not m.is_reference for m in selected) else {},
     )
     tables = _tables(scores, parity, box_match, hist_frames)
     if image_warnings:
@@ -206,6 +206,16 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
                                    "irs": [ir.to_json() for ir in irs if ir.model_name in by_name]},
                      evaluation_markdown(summary, tables))
     return Evaluation(run_dir, summary, scores, parity, inferred, image_warnings)
+
+
+def runtime_info(device: str = "CPU") -> dict:
+    """Where the IRs ran: the device, the CPU and its flags that change results, the device's default precision."""
+    from .doctor import cpu_info
+    from .runners.openvino import default_exec_precision
+
+    cpu, flags = cpu_info()
+    return {"device": device, "cpu": cpu, "cpu_flags": sorted(f for f, on in flags.items() if on),
+            "default_exec_precision": default_exec_precision(device)}
 
 
 def dataset_identity(ds: WiderDataset) -> dict[str, str]:

@@ -191,4 +191,9 @@ def evaluation_markdown(summary, tables: Mapping[str, Any]) -> str:
     if s.dataset.get("skipped"):
         lines += ["", f"Skipped (missing or unreadable): {', '.join(s.dataset['skipped'])}"]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in s.versions.items() if k != "platform")]
+    if s.runtime:
+        rt = s.runtime
+        lines += [f"Runtime: {rt.get('device')} on {rt.get('cpu')} (flags that change results: "
+                  f"{', '.join(rt.get('cpu_flags', [])) or 'none'}); an unpinned FP32 IR runs in "
+                  f"{rt.get('default_exec_precision')} there by default."]
     return "\n".join(lines) + "\n"
