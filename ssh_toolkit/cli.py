@@ -14,6 +14,7 @@ from typing import Annotated, Iterator, Literal, Optional
 
 import typer
 
+from . import interrupts
 from .card import EXEC_SUFFIXES, PRECISIONS
 from .errors import EXIT_CODES_HELP, EXIT_ENVIRONMENT, ToolkitError, UsageError
 from .run_record import REFERENCE_MODEL, default_run_dir, ir_model_name
@@ -83,7 +84,12 @@ def _default_pipeline() -> Path:
 @contextlib.contextmanager
 def errors_to_exit() -> Iterator[None]:
     try:
-        yield
+        try:
+            yield
+        except Exception:
+            if interrupts.received() is not None:  # what a signal turned into (an ImportError, a runtime error)
+                raise KeyboardInterrupt from None
+            raise
     except ToolkitError as e:
         typer.echo(f"ssh-toolkit: error: {e}", err=True)
         raise typer.Exit(e.exit_code) from None
@@ -91,10 +97,8 @@ def errors_to_exit() -> Iterator[None]:
         typer.echo(f"ssh-toolkit: error: missing dependency {e.name!r} ({e}); install the toolkit with its "
                    f"dependencies: pip install -e .", err=True)
         raise typer.Exit(EXIT_ENVIRONMENT) from None
-    except KeyboardInterrupt:
-        typer.echo("ssh-toolkit: interrupted; finished work is kept, run the same command again to resume",
-                   err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (interrupts.Terminated): one line, exit 130 or 143
+        raise typer.Exit(interrupts.report(e)) from None
     except OSError as e:  # the workspace, cache or report folder is read-only, full, or not a folder
         typer.echo(f"ssh-toolkit: error: {_os_error_line(e)}", err=True)
         raise typer.Exit(EXIT_ENVIRONMENT) from None
@@ -520,7 +524,11 @@ def doctor(
 
 
 def main() -> None:
-    app(prog_name="ssh-toolkit")
+    """Run the command line with the toolkit's Ctrl-C and SIGTERM handling (see ``interrupts``). The console
+    script enters through ``ssh_toolkit.__main__``, which installs that handling before this module's imports."""
+    from .interrupts import main as run_with_signal_handling
+
+    run_with_signal_handling(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

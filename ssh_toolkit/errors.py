@@ -11,7 +11,9 @@ Exit codes:
        size or sha256 mismatch (UsageError, CardError, InputDataError)
     3  environment error: a missing dependency, Model Optimizer or a runtime failed
        (EnvironmentProblem, ConversionError, BackendError)
-  130  interrupted (Ctrl-C); finished work is kept and the same command resumes
+  130  interrupted (Ctrl-C, SIGINT); finished work is kept and the same command resumes
+  143  terminated (SIGTERM, e.g. a CI timeout or ``kill``): handled like Ctrl-C, with the shell's 128 + 15
+(both: one line on stderr, whenever the signal arrives; see ``interrupts.py``)
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ EXIT_ENVIRONMENT = 3
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 regression (a gate or parity check failed); "
     "2 usage or input error (bad option, pipeline file, missing or corrupt file, checksum); "
-    "3 environment error (missing dependency, Model Optimizer or runtime failure); 130 interrupted (resume by "
-    "running the same command again)."
+    "3 environment error (missing dependency, Model Optimizer or runtime failure); 130 interrupted (Ctrl-C), "
+    "143 terminated (SIGTERM): resume by running the same command again."
 )
 
 
