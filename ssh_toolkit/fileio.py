@@ -217,6 +217,12 @@ def check_replaceable(path: str | Path) -> None:
     if not present:
         return
     marker = _read_marker(path)
+    if marker is not None and marker.get("state") == "reserved" and set(present) == {MARKER}:
+        pid = marker.get("pid")
+        if marker.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() \
+                and _pid_alive(pid):
+            raise UsageError(f"{path}: reserved by a running ssh-toolkit (pid {pid}); choose another folder")
+        return  # reserved for this process (default_run_dir), or by one that is gone
     if marker is None or marker.get("state") != "complete":
         raise UsageError(f"{path}: exists and was not written by ssh-toolkit (no {MARKER}); it holds "
                          f"{_listing(sorted(present))}; choose another folder or remove it")
@@ -225,6 +231,57 @@ def check_replaceable(path: str | Path) -> None:
     if foreign:
         raise UsageError(f"{path}: holds files ssh-toolkit did not write: {_listing(foreign)}; move them away "
                          f"or choose another folder (nothing was deleted)")
+
+
+def reserve_dir(path: str | Path) -> None:
+    """Create the folder ``path`` exclusively (FileExistsError when taken), holding only a marker that names this
+    process and host, so that a reservation a killed process left is recognised (:func:`remove_stale_reservations`)."""
+    path = Path(path)
+    os.mkdir(path)
+    try:
+        _write_marker(path, "reserved")
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def release_reserved(path: str | Path) -> bool:
+    """Remove ``path`` if it is still only a reservation (its marker, nothing else); whether it was removed."""
+    path = Path(path)
+    try:
+        if sorted(os.listdir(path)) != [MARKER]:
+            return False
+        marker = _read_marker(path)
+        if marker is None or marker.get("state") != "reserved":
+            return False
+        (path / MARKER).unlink()
+        path.rmdir()
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_reservations(directory: str | Path) -> list[Path]:
+    """Remove the reserved, still empty folders in ``directory`` whose process (on this host) is gone: what kill -9
+    or a crash of a run left. A folder without the reservation marker, or holding anything else, is kept."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+        except OSError:
+            continue
+        marker = _read_marker(Path(entry.path))
+        if (marker is None or marker.get("state") != "reserved" or marker.get("host") != socket.gethostname()
+                or not isinstance(marker.get("pid"), int) or _pid_alive(marker["pid"])):
+            continue
+        if release_reserved(entry.path):
+            removed.append(Path(entry.path))
+    return removed
 
 
 def _remove_owned(folder: Path) -> None:

@@ -45,22 +45,25 @@ REFERENCE_MODEL = "mxnet"  # the original model every IR is compared with
 def default_run_dir(what: str) -> Path:
     """Reserve ``reports/runs/<YYYYmmdd-HHMMSS>-<what>`` (``-2``, ``-3``, ... when taken) and return it.
 
-    The folder is created empty and exclusively, so runs started in the same second, in any number of
-    processes, never share one. If it is still empty when the process exits (the run failed or was
-    interrupted before writing it), it is removed again.
+    The folder is created exclusively, so runs started in the same second, in any number of processes, never
+    share one; it holds only a reservation marker naming this process. If it is still only that when the process
+    exits (the run failed or was interrupted before writing it), it is removed again; one a killed process left
+    is removed by the next call (``fileio.remove_stale_reservations``).
     """
     import atexit
-    import os
     from datetime import datetime
+
+    from .fileio import remove_stale_reservations, reserve_dir
 
     runs = Path("reports") / "runs"
     runs.mkdir(parents=True, exist_ok=True)
+    remove_stale_reservations(runs)
     stem = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{what}"
     n = 1
     while True:
         path = runs / (stem if n == 1 else f"{stem}-{n}")
         try:
-            os.mkdir(path)
+            reserve_dir(path)
         except FileExistsError:
             n += 1
             continue
@@ -75,17 +78,14 @@ _reserved: list[Path] = []  # run folders default_run_dir created in this proces
 
 
 def release_unused_run_dirs() -> list[Path]:
-    """Remove the folders :func:`default_run_dir` reserved that are still empty; runs at exit."""
-    import os
+    """Remove the folders :func:`default_run_dir` reserved that are still only reserved; runs at exit."""
+    from .fileio import release_reserved
 
     removed = []
     while _reserved:
         path = _reserved.pop()
-        try:
-            os.rmdir(path)  # fails, as it should, once the run was written there
-        except OSError:
-            continue
-        removed.append(path)
+        if release_reserved(path):  # not once the run was written there
+            removed.append(path)
     return removed
 
 

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from gate.records import make_summary
@@ -108,10 +109,13 @@ def test_runs_started_in_the_same_second_get_distinct_reserved_folders(tmp_path,
 def test_processes_reserving_at_once_never_share_a_folder(tmp_path):
     code = ("import sys\nfrom ssh_toolkit.run_record import default_run_dir\n"
             "print('\\n'.join(str(default_run_dir('toy-640')) for _ in range(20)))\n"
-            "sys.stdout.flush()\nimport os\nos._exit(0)\n")  # keep the folders: skip the exit-time release
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
-             for _ in range(4)]
-    names = [line for p in procs for line in p.communicate()[0].split()]
+            "sys.stdout.flush()\nsys.stdin.read()\n"  # alive until all have reserved (reservations are per process)
+            "import os\nos._exit(0)\n")  # keep the folders: skip the exit-time release
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    names = [p.stdout.readline().strip() for p in procs for _ in range(20)]
+    for p in procs:
+        p.communicate("")
     assert all(p.returncode == 0 for p in procs)
     assert len(names) == 80 and len(set(names)) == 80
     assert len(list((tmp_path / "reports" / "runs").iterdir())) == 80
@@ -122,3 +126,52 @@ def test_a_process_that_fails_leaves_no_empty_reserved_folder(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path)
     assert r.returncode == 2
     assert (tmp_path / "reports" / "runs").is_dir() and list((tmp_path / "reports" / "runs").iterdir()) == []
+
+
+def test_reserved_folders_of_killed_processes_are_removed_by_the_next_run(tmp_path, monkeypatch):
+    """Finding 14: kill -9 (or SIGTERM) of evaluate left its empty reserved run folder forever (released only at
+    exit). The reservation records its process; the next run removes those of dead processes on this host, and
+    nothing else: a user's empty folder, a reservation a user put a file into, a live process's reservation."""
+    from ssh_toolkit.fileio import MARKER
+
+    code = ("from ssh_toolkit.run_record import default_run_dir\nprint(default_run_dir('toy-640'))\n"
+            "print(default_run_dir('toy-640'))\n"
+            "import os, sys\nsys.stdout.flush()\nos._exit(0)\n")  # like kill -9: no exit-time release
+    killed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            check=True).stdout.split()
+    runs = tmp_path / "reports" / "runs"
+    assert all((tmp_path / k).is_dir() for k in killed)
+    marker = json.loads((tmp_path / killed[0] / MARKER).read_text())
+    assert marker["state"] == "reserved" and marker["files"] == {} and isinstance(marker["pid"], int)
+    (tmp_path / killed[1] / "notes.txt").write_text("mine")  # the user wrote into one: not the toolkit's to delete
+    (runs / "my-empty-folder").mkdir()
+    monkeypatch.chdir(tmp_path)
+    alive = default_run_dir("toy-128")  # this process: alive (another name than the killed ones)
+    again = default_run_dir("toy-128")
+    assert not (tmp_path / killed[0]).exists()
+    assert (tmp_path / killed[1] / "notes.txt").read_text() == "mine"
+    assert (runs / "my-empty-folder").is_dir() and (tmp_path / alive).is_dir() and (tmp_path / again).is_dir()
+    assert sorted(release_unused_run_dirs()) == sorted([tmp_path / alive, tmp_path / again])
+    assert sorted(p.name for p in runs.iterdir()) == sorted(["my-empty-folder", Path(killed[1]).name])
+
+
+def test_a_reserved_folder_is_a_valid_report_dir_only_for_its_own_or_a_dead_process(tmp_path, monkeypatch):
+    from ssh_toolkit.errors import UsageError
+    from ssh_toolkit.fileio import MARKER, check_replaceable
+
+    monkeypatch.chdir(tmp_path)
+    mine = default_run_dir("toy-640")
+    check_replaceable(mine)  # the run writes into the folder it reserved
+    other = tmp_path / "reports" / "runs" / "other"
+    other.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        marker = json.loads((mine / MARKER).read_text())
+        (other / MARKER).write_text(json.dumps({**marker, "pid": sleeper.pid}))
+        with pytest.raises(UsageError, match=rf"other: reserved by a running ssh-toolkit \(pid {sleeper.pid}\)"):
+            check_replaceable(other)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    check_replaceable(other)  # its process is gone
+    release_unused_run_dirs()
