@@ -11,6 +11,7 @@ command resumes where it stopped, and scoring, parity and reports never need inf
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,7 +187,13 @@ def infer_missing(card: ModelCard, model: ModelUnderTest, images: ImageSet, cach
 
     ``on_stored(i)`` is called once image ``i``'s outputs are in the cache (a hook for progress or timing).
     """
-    todo = [i for i, k in enumerate(images.keys) if not cache.has(k)]
+    todo = []
+    for i, k in enumerate(images.keys):
+        if cache.has(k) and (problem := cache.problem(k)):  # damaged since it was written: infer it again
+            tqdm.write(f"warning: {problem}; inferring that image again", file=sys.stderr)
+            cache.discard(k)
+        if not cache.has(k):
+            todo.append(i)
     if not todo:
         return 0
     hw_of: dict[int, tuple[int, int]] = {}
@@ -203,13 +210,20 @@ def infer_missing(card: ModelCard, model: ModelUnderTest, images: ImageSet, cach
     return len(todo)
 
 
+def entry_spec(card: ModelCard, size: int) -> dict[str, tuple[int | None, ...]]:
+    """What every cache entry of this card at ``size`` holds: each output as (1, channels, size/stride,
+    size/stride)."""
+    return {o.name: (1, None, size // o.stride, size // o.stride) for o in card.outputs}
+
+
 def run_models(card: ModelCard, models: Sequence[ModelUnderTest], images: ImageSet, workspace: Workspace,
                size: int, *, progress: bool = True) -> tuple[dict[str, RawCache], dict[str, int]]:
     """Every model over every image, inferring only what the cache lacks.
 
     Returns each model's cache and how many images it inferred in this call (0: all from the cache).
     """
-    caches = {m.name: RawCache(workspace.cache, m.key) for m in models}
+    expected = entry_spec(card, size)
+    caches = {m.name: RawCache(workspace.cache, m.key, expected) for m in models}
     inferred = {}
     for m in models:
         start = time.perf_counter()

@@ -92,3 +92,23 @@ def test_concurrent_writers_of_the_same_entry_both_succeed(tmp_path):
     got, _ = cache.get(KEY, "mxnet")  # one writer's complete entry
     assert any(all(np.array_equal(got.arrays[k], _raw(s).arrays[k]) for k in got.arrays) for s in range(4))
     assert os.listdir(cache.path(KEY).parent) == [cache.path(KEY).name]
+
+
+def test_an_entry_damaged_after_the_check_is_named_and_deleted_when_read(tmp_path):
+    from ssh_toolkit.cache import CacheEntryError
+
+    spec = {"face_rpn_cls_prob_reshape_stride32": (1, None, 4, 4), "face_rpn_bbox_pred_stride32": (1, None, 4, 4)}
+    cache = RawCache(tmp_path, "model", spec)
+    raw = _raw()
+    cache.put(KEY, RawOutputs({"face_rpn_cls_prob_reshape_stride32": raw.arrays["face_rpn_cls_prob_reshape_stride32"]},
+                              "mxnet"), (480, 640))
+    assert cache.problem(KEY) == f"{cache.path(KEY)}: lacks output face_rpn_bbox_pred_stride32"
+    with pytest.raises(CacheEntryError) as info:
+        cache.get(KEY, "mxnet")
+    assert str(info.value) == (f"{cache.path(KEY)}: lacks output face_rpn_bbox_pred_stride32; deleted it, run the "
+                               f"same command again to infer that image again")
+    assert not cache.has(KEY)
+    cache.put(KEY, raw, (0, 640))
+    assert cache.problem(KEY) == f"{cache.path(KEY)}: original image size [0, 640] is not two positive numbers"
+    cache.put(KEY, raw, (480, 640))
+    assert cache.problem(KEY) is None and cache.get(KEY, "mxnet")[1] == (480, 640)

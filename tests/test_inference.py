@@ -51,3 +51,74 @@ def test_a_runner_refuses_to_run_in_another_precision_than_its_name_says(card, s
                        expect_exec_precision="f32")
     with pytest.raises(BackendError, match="compiled to run in bf16, not the f32 its model name 'ir-fp32' says"):
         r.activate()
+
+
+@pytest.fixture(scope="module")
+def toy_checkpoint(tmp_path_factory, card):
+    from ssh_toolkit.standins.toy import synthesize_toy
+
+    return synthesize_toy(card, tmp_path_factory.mktemp("toy") / "checkpoints" / "toy", seed=0)
+
+
+def test_damaged_cache_entries_are_reinferred_in_the_same_run_with_a_warning(card, toy_checkpoint, sample_root,
+                                                                             tmp_path, capsys):
+    """Finding 15: an entry lacking an output or of a wrong shape failed in decode ("output ... missing", exit 3)
+    without naming the file, on every rerun; a zero-byte or garbage entry was deleted but stopped the run."""
+    import numpy as np
+
+    from ssh_toolkit.data.wider import open_wider
+    from ssh_toolkit.inference import run_models, scan_images
+    from ssh_toolkit.model.outputs import RawOutputs
+    from ssh_toolkit.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ds = open_wider(sample_root).select(limit=6)
+    images = scan_images([ds.image_path(im) for im in ds.images], progress=False)
+    models = model_set(card, toy_checkpoint, [], SMALL, ["mxnet"])
+    caches, inferred = run_models(card, models, images, ws, SMALL, progress=False)
+    assert inferred == {"mxnet": 6}
+    cache = caches["mxnet"]
+    good = [cache.get(k, "mxnet") for k in images.keys]
+    name = "rpn_bbox_pred_stride8"
+    damage = {
+        0: ("zero bytes", "corrupt cache entry"),
+        1: ("garbage", "corrupt cache entry"),
+        2: ("missing", f"lacks output {name}"),
+        3: ("shape", f"output {name} has shape (1, 8, 16, 15), expected (1, *, 16, 16)"),
+        4: ("nan", f"output {name} holds non-finite values"),
+        5: ("empty", f"output {name} has shape (1, 0, 16, 16), expected (1, *, 16, 16)"),
+    }
+    for i, (how, _) in damage.items():
+        path = cache.path(images.keys[i])
+        raw, hw = good[i]
+        arrays = dict(raw.arrays)
+        if how == "zero bytes":
+            path.write_bytes(b"")
+            continue
+        if how == "garbage":
+            path.write_bytes(b"not a zip file at all" * 10)
+            continue
+        if how == "missing":
+            del arrays[name]
+        elif how == "shape":
+            arrays[name] = arrays[name][..., :-1]
+        elif how == "nan":
+            arrays[name] = arrays[name].copy()
+            arrays[name][0, 0, 0, 0] = np.nan
+        elif how == "empty":
+            arrays[name] = arrays[name][:, :0]
+        cache.put(images.keys[i], RawOutputs(arrays, "mxnet", raw.seconds), hw)
+    capsys.readouterr()
+
+    caches, inferred = run_models(card, models, images, ws, SMALL, progress=False)
+    assert inferred == {"mxnet": 6}  # every damaged entry inferred again, in the same run
+    err = capsys.readouterr().err
+    for i, (_, reason) in damage.items():
+        assert f"warning: {cache.path(images.keys[i])}: {reason}" in err, (reason, err)
+        assert "inferring that image again" in err
+    for k, (raw, hw) in zip(images.keys, good):
+        again, hw2 = caches["mxnet"].get(k, "mxnet")
+        assert hw2 == hw and again.arrays.keys() == raw.arrays.keys()
+        for n in raw.arrays:
+            np.testing.assert_array_equal(again.arrays[n], raw.arrays[n])
+    assert run_models(card, models, images, ws, SMALL, progress=False)[1] == {"mxnet": 0}
