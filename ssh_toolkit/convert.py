@@ -56,6 +56,25 @@ class ConvertedModel:
     def model_name(self) -> str:
         return ir_model_name(self.precision)
 
+    def convert_command(self) -> str:
+        """The command that converts this IR again."""
+        return (f"ssh-toolkit convert --force --weights {self.checkpoint_kind} --input-size {self.input_size} "
+                f"--precision {self.precision}")
+
+    def check_files(self) -> tuple[str, str]:
+        """The sha256 of the .xml and .bin, checked against the ones conversion.json recorded: InputDataError
+        naming the file and the command that converts it again when one is missing or changed since."""
+        hashes = []
+        for kind, path in (("xml", self.xml), ("bin", self.bin)):
+            if not path.is_file():
+                raise InputDataError(f"{path}: missing; run '{self.convert_command()}'")
+            digest = sha256_file(path)
+            if digest != self.sha256.get(kind):
+                raise InputDataError(f"{path}: changed since conversion (sha256 differs from {RECORD}); run "
+                                     f"'{self.convert_command()}'")
+            hashes.append(digest)
+        return hashes[0], hashes[1]
+
     def to_json(self) -> dict:
         d = asdict(self)
         d.pop("directory")

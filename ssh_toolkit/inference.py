@@ -120,7 +120,7 @@ def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
     for ir in irs:
         if ir.input_size != input_size:
             raise UsageError(f"{ir.xml}: converted at input size {ir.input_size}, evaluating at {input_size}")
-        files = (sha256_file(ir.xml), sha256_file(ir.bin))
+        files = ir.check_files()  # as converted (conversion.json), before anything runs it
         for v in variants:
             name = v.model_name(ir.precision)
             # The runtime's version is part of the key: another OpenVINO may compile other kernels.

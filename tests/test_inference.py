@@ -122,3 +122,40 @@ def test_damaged_cache_entries_are_reinferred_in_the_same_run_with_a_warning(car
         for n in raw.arrays:
             np.testing.assert_array_equal(again.arrays[n], raw.arrays[n])
     assert run_models(card, models, images, ws, SMALL, progress=False)[1] == {"mxnet": 0}
+
+
+def _fake_ir(directory, kind="toy", size=SMALL, precision="FP32"):
+    """An IR folder whose conversion.json records the sha256 of its files (content need not be a real IR here)."""
+    from ssh_toolkit.convert import RECORD, ConvertedModel
+    from ssh_toolkit.fileio import sha256_file, write_json
+
+    directory.mkdir(parents=True)
+    (directory / "sshb.xml").write_text("<net/>")
+    (directory / "sshb.bin").write_bytes(b"\0" * 64)
+    ir = ConvertedModel(directory=directory, prefix="sshb", precision=precision, input_size=size,
+                        checkpoint_kind=kind, weights="standin", command=("mo",), mo_version="2023.3", seconds=1.0,
+                        inputs={}, outputs={}, sha256={"xml": sha256_file(directory / "sshb.xml"),
+                                                     "bin": sha256_file(directory / "sshb.bin")}, fingerprint="f")
+    write_json(directory / RECORD, ir.to_json())
+    return ConvertedModel.load(directory)
+
+
+@pytest.mark.parametrize("damaged", ["xml", "bin"])
+def test_an_ir_changed_since_conversion_is_refused_before_it_runs(card, toy_checkpoint, tmp_path, damaged):
+    """Finding 16: a truncated .xml/.bin ran and failed with exit 3 and the reason cut; conversion.json records
+    the sha256 of both files."""
+    from ssh_toolkit.errors import InputDataError
+
+    ir = _fake_ir(tmp_path / "ir" / "toy-128" / "FP32")
+    assert [m.name for m in model_set(card, toy_checkpoint, [ir], SMALL, exec_precisions=["f32"])] == ["mxnet",
+                                                                                                     "ir-fp32"]
+    path = getattr(ir, damaged)
+    path.write_bytes(path.read_bytes()[:3])
+    with pytest.raises(InputDataError) as info:
+        model_set(card, toy_checkpoint, [ir], SMALL, exec_precisions=["f32"])
+    assert str(info.value) == (f"{path}: changed since conversion (sha256 differs from conversion.json); run "
+                               f"'ssh-toolkit convert --force --weights toy --input-size 128 --precision FP32'")
+    assert info.value.exit_code == 2
+    path.unlink()
+    with pytest.raises(InputDataError, match=f"{path}: missing; run 'ssh-toolkit convert --force --weights toy "):
+        model_set(card, toy_checkpoint, [ir], SMALL, exec_precisions=["f32"])
