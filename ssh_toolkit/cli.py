@@ -268,7 +268,12 @@ def compare(
 
             ds = open_wider(data_root)
             paths = [ds.image_path(item) for item in ds.select(limit=limit)]
-        irs = [ConvertedModel.load(ws.ir_dir(ck.kind, size, p)) for p in _precisions(card, precision)]
+        irs = []
+        for p in _precisions(card, precision):
+            if not (ws.ir_dir(ck.kind, size, p) / "conversion.json").is_file():
+                raise UsageError(f"{ws.ir_dir(ck.kind, size, p)}: not converted; run 'ssh-toolkit convert --weights "
+                                 f"{ck.kind} --input-size {size} --precision {p}' first")
+            irs.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p)))
         out_dir = report_dir or default_run_dir("compare")
         check_replaceable(out_dir)  # before the work, not after
         run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels,
@@ -372,7 +377,7 @@ def evaluate(
             raise UsageError(f"{root}: no dataset; pass --data-root or run 'ssh-toolkit make-sample'")
         irs = load_irs(card, ck, ws, size)
         if not model:
-            _say_left_out(card, irs, size)
+            _say_left_out(card, ck, irs, size)
         ev = do_evaluate(card, ck, irs, root, ws, models=model, input_size=size,
                          limit=limit, shard=_shard(shard), subset=subset, skip_missing=skip_missing,
                          run_dir=report_dir, jobs=jobs, official_gt=official_gt, strict_images=strict_images,
@@ -380,7 +385,7 @@ def evaluate(
         _print_evaluation(ev)
 
 
-def _say_left_out(card, irs, size: int) -> None:
+def _say_left_out(card, ck, irs, size: int) -> None:
     """One line naming the card's IRs that are not converted at ``size`` (left out of a default model set)."""
     done = {ir.precision for ir in irs}
     missing = [p for p in card.precisions if p not in done]
@@ -389,7 +394,7 @@ def _say_left_out(card, irs, size: int) -> None:
 
         flags = " ".join(f"--precision {p}" for p in missing)
         typer.echo(f"not evaluated: {', '.join(ir_model_name(p) for p in missing)} (not converted at input size "
-                   f"{size}; run 'ssh-toolkit convert --input-size {size} {flags}')", err=True)
+                   f"{size}; run 'ssh-toolkit convert --weights {ck.kind} --input-size {size} {flags}')", err=True)
 
 
 def _print_evaluation(ev) -> None:

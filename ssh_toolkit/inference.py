@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from tqdm import tqdm
 
 from .cache import CACHE_VERSION, RawCache
-from .card import ModelCard
+from .card import EXEC_SUFFIXES, ModelCard
 from .convert import ConvertedModel
 from .data.images import scan_file
 from .data.wider import read_image
@@ -135,12 +135,20 @@ def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
         available = {m.name: m for m in models}
         unknown = [n for n in names if n not in available]
         if unknown:
-            convertible = {v.model_name(p): p for p in card.precisions for v in variants}
-            convertible.update({ir_model_name(p): p for p in card.precisions})
-            if unknown[0] in convertible:
-                raise UsageError(f"--model {unknown[0]}: not converted at input size {input_size}; run 'ssh-toolkit "
-                                 f"convert --input-size {input_size} --precision {convertible[unknown[0]]}' first")
-            raise UsageError(f"--model {unknown[0]} is not available; available: {', '.join(available)}")
+            # What each IR model name needs: the IR's precision and the --exec-precision that runs it so.
+            needs = {ir_model_name(p, e): (p, e or PINNED) for p in card.precisions for e in (None, *EXEC_SUFFIXES)}
+            converted = {ir.precision for ir in irs}
+            name = unknown[0]
+            if name in needs and needs[name][0] in converted:
+                p, exec_precision = needs[name]
+                here = ", ".join(v.model_name(p) for v in variants)
+                raise UsageError(f"--model {name}: not run under --exec-precision {', '.join(exec_precisions)}, "
+                                 f"where this IR is {here}; add --exec-precision {exec_precision} to evaluate {name}")
+            if name in needs:
+                raise UsageError(f"--model {name}: not converted at input size {input_size}; run 'ssh-toolkit "
+                                 f"convert --weights {checkpoint.kind} --input-size {input_size} --precision "
+                                 f"{needs[name][0]}' first")
+            raise UsageError(f"--model {name} is not available; available: {', '.join(available)}")
         models = [available[n] for n in dict.fromkeys(names)]
     return models
 

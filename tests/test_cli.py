@@ -540,3 +540,26 @@ def test_run_and_download_refuse_a_foreign_destination_before_any_work(tmp_path)
     assert r.exit_code == 2
     assert _one_error_line(r.output).startswith(f"ssh-toolkit: error: {real}: exists and was not written by")
     assert (real / "my-weights.params").read_text() == "mine" and not (tmp_path / "ws" / "downloads").exists()
+
+
+def test_convert_hints_name_the_checkpoint(tmp_path, sample_root):
+    """Finding 18: the convert hints of evaluate and compare omitted --weights (a workspace may hold several)."""
+    from ssh_toolkit.card import load_card
+    from ssh_toolkit.standins.toy import synthesize_toy
+    from ssh_toolkit.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    synthesize_toy(load_card(), ws.checkpoint_dir("toy"), seed=0)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("x")  # refused before any inference: the hint is printed first
+    r = run("evaluate", "-w", ws.root, "--weights", "toy", "--input-size", SMALL, "--data-root", sample_root,
+            "--report-dir", foreign)
+    assert r.exit_code == 2, r.output
+    assert ("not evaluated: ir-fp32, ir-fp16 (not converted at input size 128; run 'ssh-toolkit convert --weights "
+            "toy --input-size 128 --precision FP32 --precision FP16')") in r.output
+    r = run("compare", "-w", ws.root, "--weights", "toy", "--input-size", SMALL, "--data-root", sample_root)
+    assert r.exit_code == 2, r.output
+    assert _one_error_line(r.output) == (
+        f"ssh-toolkit: error: {ws.ir_dir('toy', SMALL, 'FP32')}: not converted; run 'ssh-toolkit convert --weights "
+        f"toy --input-size 128 --precision FP32' first")

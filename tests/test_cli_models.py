@@ -26,8 +26,8 @@ def test_left_out_models_are_named_with_the_convert_command(standin_ws, sample_r
                                  "--data-root", str(sample_root), "--workspace", str(ws),
                                  "--report-dir", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
-    assert (f"not evaluated: ir-fp16 (not converted at input size {SMALL}; run 'ssh-toolkit convert --input-size "
-            f"{SMALL} --precision FP16')") in r.output
+    assert (f"not evaluated: ir-fp16 (not converted at input size {SMALL}; run 'ssh-toolkit convert --weights standin "
+            f"--input-size {SMALL} --precision FP16')") in r.output
     assert "map[ir-fp32]" in r.output and "map[ir-fp16]" not in r.output
 
 
@@ -38,7 +38,7 @@ def test_asking_for_a_model_not_converted_at_the_size_exits_2(standin_ws, sample
     assert r.exit_code == 2
     assert r.output.strip().splitlines()[-1] == (
         f"ssh-toolkit: error: --model ir-fp16: not converted at input size {SMALL}; run 'ssh-toolkit convert "
-        f"--input-size {SMALL} --precision FP16' first")
+        f"--weights standin --input-size {SMALL} --precision FP16' first")
 
 
 def test_evaluate_input_size_not_a_multiple_of_the_largest_stride_exits_2(standin_ws, sample_root, tmp_path):

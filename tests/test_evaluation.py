@@ -120,7 +120,7 @@ def test_a_model_not_converted_at_the_input_size_is_a_usage_error_naming_the_com
     ws, ck = ws_copy
     irs = load_irs(card, ck, ws, SMALL, ["FP32"])
     with pytest.raises(UsageError, match=r"--model ir-fp16: not converted at input size 128; run 'ssh-toolkit "
-                                         r"convert --input-size 128 --precision FP16' first"):
+                                         r"convert --weights standin --input-size 128 --precision FP16' first"):
         evaluate(card, ck, irs, sample_root, ws, input_size=SMALL, models=["ir-fp16"], run_dir=tmp_path / "r",
                  progress=False)
     assert not (tmp_path / "r").exists()

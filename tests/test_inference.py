@@ -159,3 +159,23 @@ def test_an_ir_changed_since_conversion_is_refused_before_it_runs(card, toy_chec
     path.unlink()
     with pytest.raises(InputDataError, match=f"{path}: missing; run 'ssh-toolkit convert --force --weights toy "):
         model_set(card, toy_checkpoint, [ir], SMALL, exec_precisions=["f32"])
+
+
+def test_a_model_asked_for_under_another_exec_precision_is_named_as_it_runs_there(card, toy_checkpoint, tmp_path):
+    """Finding 18: '--exec-precision bf16 --model ir-fp32' said 'not converted' although it is: under that option
+    the IR runs as ir-fp32@bf16. A convert hint names the checkpoint (--weights), as a workspace may hold several."""
+    ir = _fake_ir(tmp_path / "ir" / "toy-128" / "FP32")
+    with pytest.raises(UsageError) as info:
+        model_set(card, toy_checkpoint, [ir], SMALL, ["ir-fp32"], exec_precisions=["bf16"])
+    assert str(info.value) == ("--model ir-fp32: not run under --exec-precision bf16, where this IR is "
+                               "ir-fp32@bf16; add --exec-precision f32 to evaluate ir-fp32")
+    assert [m.name for m in model_set(card, toy_checkpoint, [ir], SMALL, ["ir-fp32@bf16"],
+                                      exec_precisions=["bf16"])] == ["ir-fp32@bf16"]
+    with pytest.raises(UsageError) as info:
+        model_set(card, toy_checkpoint, [ir], SMALL, ["ir-fp32@bf16"], exec_precisions=["f32"])
+    assert str(info.value) == ("--model ir-fp32@bf16: not run under --exec-precision f32, where this IR is "
+                               "ir-fp32; add --exec-precision bf16 to evaluate ir-fp32@bf16")
+    with pytest.raises(UsageError) as info:
+        model_set(card, toy_checkpoint, [ir], SMALL, ["ir-fp16@bf16"], exec_precisions=["bf16"])
+    assert str(info.value) == ("--model ir-fp16@bf16: not converted at input size 128; run 'ssh-toolkit convert "
+                               "--weights toy --input-size 128 --precision FP16' first")
