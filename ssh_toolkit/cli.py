@@ -155,7 +155,7 @@ def download(
     from_dir: Annotated[Optional[Path], typer.Option(
         "--from-dir", help="Import already-unpacked sshb-symbol.json + sshb-0000.params from this folder.")] = None,
     mirror: Annotated[Optional[list[str]], typer.Option(
-        "--mirror", help="Extra URL to try before the card's sources; repeatable.")] = None,
+        "--mirror", metavar="URL", help="Extra URL to try before the card's sources; repeatable.")] = None,
     retries: Annotated[int, typer.Option(
         min=0, metavar="N", help="Retries per source after a transient failure (connection error, timeout, "
                                  "HTTP 5xx, a body cut short), with exponential backoff: each source gets 1 + N "
@@ -189,7 +189,8 @@ def synthesize(
     kind: Annotated[Literal[STANDIN_KINDS], typer.Option(
         help="standin: seeded weights with the exact SSH architecture (numeric parity only); toy: a toy detector "
              "with the SSH input/output contract that finds the faces of the generated sample dataset.")] = "standin",
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical params.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed of --kind standin; the same seed gives byte-identical "
+                                           "params. The toy's weights are fixed (the seed is not used).")] = 0,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -198,7 +199,8 @@ def synthesize(
         from .pipeline import synthesize_checkpoint
 
         ck = synthesize_checkpoint(_card(pipeline), _workspace(workspace), kind, seed)
-        typer.echo(f"{kind} checkpoint (stand-in weights, seed {seed}): {ck.symbol_path} + {ck.params_path.name}")
+        how = "fixed: --seed has no effect" if kind == "toy" else f"seed {seed}"  # the toy's weights are constants
+        typer.echo(f"{kind} checkpoint (stand-in weights, {how}): {ck.symbol_path} + {ck.params_path.name}")
 
 
 @app.command()
@@ -336,7 +338,7 @@ def evaluate(
     limit: Annotated[Optional[int], _limit("all")] = None,
     shard: Annotated[Optional[str], typer.Option(help="K/N: every N-th image starting at the K-th.")] = None,
     subset: Annotated[Optional[list[str]], typer.Option(
-        "--subset", help="Image identifier or event folder (e.g. 0--Parade); repeatable.")] = None,
+        "--subset", metavar="ID|EVENT", help="Image identifier or event folder (e.g. 0--Parade); repeatable.")] = None,
     skip_missing: Annotated[bool, typer.Option(
         "--skip-missing", help="Leave out missing or empty image files (listed in the report) instead of "
                                "stopping before inference. A file that exists but cannot be decoded stops the "
@@ -431,7 +433,10 @@ def _print_gate(result) -> None:
 def gate(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
                                             help="Run folder written by 'ssh-toolkit evaluate' or 'run'.")],
-    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline JSON (reports/baselines/*.json).")],
+    baseline: Annotated[Path, typer.Option(
+        "--baseline", metavar="FILE", help="Baseline JSON file, e.g. ssh_toolkit/baselines/ssh-mxnet-toy-640.json "
+                                           "(the embedded card's) or <card dir>/../baselines/*.json for a card of "
+                                           "yours.")],
     update_baseline: Annotated[bool, typer.Option(
         "--update-baseline", help="Record this run as the new baseline (refused when its own in-run checks "
                                   "fail).")] = False,
@@ -455,12 +460,16 @@ def gate(
 
 @app.command()
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR",
-                                                   help="One run folder, or several to compare side by side.")],
+    # Described in the docstring: Typer would list it as "RUN_DIR <list[Path]>".
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", hidden=True)],
     out: Annotated[Optional[Path], typer.Option(
-        "--out", help="HTML file [default: <run>/report.html, or reports/runs/compare-<A>-vs-<B>.html].")] = None,
+        "--out", help="HTML file [default: <run>/report.html for one run; for several, "
+                      "<folder of the first run>/compare-<A>-vs-<B>.html].")] = None,
 ) -> None:
-    """Render a run as a self-contained HTML report (tables and plots), or compare several runs side by side."""
+    """Render a run as a self-contained HTML report (tables and plots), or compare several runs side by side.
+
+    RUN_DIR: one run folder (written by 'ssh-toolkit evaluate' or 'run'), or several to compare side by side.
+    """
     from .report.html import format_comparison, report_runs
 
     with errors_to_exit():
@@ -479,7 +488,9 @@ def run(
     limit: Annotated[Optional[int], _limit("all")] = None,
     input_size: InputSize = None,
     baseline: Annotated[Optional[Path], typer.Option(
-        "--baseline", help="Baseline to gate against [default: reports/baselines/<card>-<weights>-<size>.json].")]
+        "--baseline", metavar="FILE",
+        help="Baseline to gate against [default: <card dir>/../baselines/<name>-<weights>-<size>.json, <name> "
+             "being the card's name: key; for the embedded card the package's ssh_toolkit/baselines/].")]
     = None,
     report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Run folder.")] = None,
     exec_precision: ExecPrecisions = None,
@@ -501,12 +512,22 @@ def run(
         _print_evaluation(result.evaluation)
         typer.echo(f"HTML report: {result.html.resolve()}")
         if result.gate is None:
-            typer.echo(f"gate: no baseline at {result.baseline.resolve()}; record one with 'ssh-toolkit gate "
-                       f"{result.evaluation.run_dir.resolve()} --baseline {result.baseline.resolve()} "
-                       f"--update-baseline'")
+            typer.echo(_missing_baseline_hint(result.baseline.resolve(), result.evaluation.run_dir.resolve()))
             return
         _print_gate(result.gate)
         result.gate.raise_for_failure()
+
+
+def _missing_baseline_hint(baseline: Path, run_dir: Path, package_dir: Path = Path(__file__).resolve().parent) -> str:
+    """How to record the missing baseline: where run looked, unless that is inside an installed package (the
+    embedded card's baselines/ in site-packages), which is no place to write; then ./baselines/ and --baseline."""
+    installed = bool({"site-packages", "dist-packages"} & set(package_dir.parts))
+    if not (installed and baseline.is_relative_to(package_dir)):
+        return f"gate: no baseline at {baseline}; record one with 'ssh-toolkit gate {run_dir} --baseline {baseline} " \
+               f"--update-baseline'"
+    mine = (Path("baselines") / baseline.name).resolve()
+    return (f"gate: no baseline at {baseline}; record one with 'ssh-toolkit gate {run_dir} --baseline {mine} "
+            f"--update-baseline', then pass it with 'ssh-toolkit run --baseline {mine}'")
 
 
 @app.command()

@@ -563,3 +563,50 @@ def test_convert_hints_name_the_checkpoint(tmp_path, sample_root):
     assert _one_error_line(r.output) == (
         f"ssh-toolkit: error: {ws.ir_dir('toy', SMALL, 'FP32')}: not converted; run 'ssh-toolkit convert --weights "
         f"toy --input-size 128 --precision FP32' first")
+
+
+def test_help_shows_no_python_types_and_the_real_defaults():
+    """Finding 20: --subset, --mirror and report's RUN_DIR showed <list[str]>/<list[Path]>; run/gate --baseline
+    named reports/baselines/ (the default is <card dir>/../baselines); report's comparison path was wrong."""
+    commands = [c.name or c.callback.__name__.replace("_cmd", "").replace("_", "-")
+                for c in app.registered_commands]
+    assert {"evaluate", "download", "report", "run", "gate"} <= set(commands)
+    for cmd in commands:
+        h = run(cmd, "--help")
+        assert h.exit_code == 0, cmd
+        assert "list[" not in h.output and "<Path>" not in h.output, (cmd, h.output)
+        assert "reports/baselines" not in h.output, (cmd, h.output)
+    def squeezed(text):  # help wraps lines anywhere, inside <...> too
+        return "".join(text.split())
+
+    assert squeezed("<folder of the first run>/compare-<A>-vs-<B>.html") in squeezed(run("report", "--help").output)
+    assert squeezed("<card dir>/../baselines/<name>-<weights>-<size>.json") in squeezed(run("run", "--help").output)
+
+
+def test_synthesize_toy_does_not_claim_a_seed_it_ignores(tmp_path):
+    r = run("synthesize", "--kind", "toy", "--seed", "7", "-w", tmp_path / "ws")
+    assert r.exit_code == 0, r.output
+    assert "seed 7" not in r.output and "toy checkpoint (stand-in weights, fixed: --seed has no effect)" in r.output
+    r = run("synthesize", "--kind", "standin", "--seed", "7", "-w", tmp_path / "ws")
+    assert r.exit_code == 0, r.output
+    assert "standin checkpoint (stand-in weights, seed 7)" in r.output
+
+
+def test_the_missing_baseline_hint_never_writes_into_an_installed_package(tmp_path, monkeypatch):
+    """Finding 20: with the embedded card of an installed package, run's hint said to record the baseline into
+    site-packages/ssh_toolkit/baselines/."""
+    from ssh_toolkit import cli
+
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "reports" / "runs" / "r1"
+    installed = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "ssh_toolkit"
+    baseline = installed / "baselines" / "ssh-mxnet-toy-640.json"
+    hint = cli._missing_baseline_hint(baseline, run_dir, package_dir=installed)
+    assert hint == (f"gate: no baseline at {baseline}; record one with 'ssh-toolkit gate {run_dir} --baseline "
+                    f"{tmp_path / 'baselines' / 'ssh-mxnet-toy-640.json'} --update-baseline', then pass it with "
+                    f"'ssh-toolkit run --baseline {tmp_path / 'baselines' / 'ssh-mxnet-toy-640.json'}'")
+    clone = tmp_path / "clone" / "ssh_toolkit"  # an editable install: the package's baselines are the committed ones
+    baseline = clone / "baselines" / "ssh-mxnet-toy-640.json"
+    assert cli._missing_baseline_hint(baseline, run_dir, package_dir=clone) == (
+        f"gate: no baseline at {baseline}; record one with 'ssh-toolkit gate {run_dir} --baseline {baseline} "
+        f"--update-baseline'")
