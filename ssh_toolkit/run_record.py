@@ -98,10 +98,14 @@ def ir_model_name(precision: str, exec_precision: str | None = None) -> str:
 
 
 def order_models(models: Iterable[str], precisions: Sequence[str]) -> list[str]:
-    """MXNet first, then the IRs in ``precisions`` order (the card's, or :attr:`RunSummary.ir_precisions`), then
-    anything else sorted; duplicates dropped."""
+    """MXNet first, then the IRs in ``precisions`` order (the card's, or :attr:`RunSummary.ir_precisions`), each
+    followed by its execution variants (``ir-fp32``, ``ir-fp32@bf16``, ``ir-fp16``, ...), then anything else
+    sorted; duplicates dropped."""
     models = list(dict.fromkeys(models))
-    order = [REFERENCE_MODEL, *(ir_model_name(p) for p in precisions)]
+    order = [REFERENCE_MODEL]
+    for name in dict.fromkeys(ir_model_name(p.split("@")[0]) for p in precisions):
+        order += [name, *sorted(m for m in models if m.startswith(name + "@"))]
+    order = list(dict.fromkeys(order))
     return [m for m in order if m in models] + sorted(m for m in models if m not in order)
 
 

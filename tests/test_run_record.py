@@ -122,3 +122,10 @@ def test_a_process_that_fails_leaves_no_empty_reserved_folder(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path)
     assert r.returncode == 2
     assert (tmp_path / "reports" / "runs").is_dir() and list((tmp_path / "reports" / "runs").iterdir()) == []
+
+
+def test_execution_variants_follow_their_ir():
+    models = ["ir-fp16@bf16", "ir-fp32@bf16", "ir-fp16", "zzz", "ir-fp32", "mxnet"]
+    assert order_models(models, ("FP32", "FP16")) == ["mxnet", "ir-fp32", "ir-fp32@bf16", "ir-fp16", "ir-fp16@bf16",
+                                                      "zzz"]
+    assert order_models(models, ("FP32", "FP32@bf16", "FP16")) == order_models(models, ("FP32", "FP16"))
