@@ -422,6 +422,11 @@ def _summary_section(run: RunData) -> str:
         ("published mAP", f"{s.reference_map:.2f} % (real weights, full dataset)"),
         ("versions", ", ".join(f"{k} {v}" for k, v in s.versions.items())),
     ]
+    if s.runtime:
+        rt = s.runtime
+        rows.append(("runtime", f"{rt.get('device')} on {rt.get('cpu')}; flags that change results: "
+                                f"{', '.join(rt.get('cpu_flags', [])) or 'none'}; default precision of an unpinned "
+                                f"FP32 IR: {rt.get('default_exec_precision')}"))
     mx = s.map.get(REFERENCE_MODEL)
     maps = pd.DataFrame([{
         "model": m, "precision": s.precisions.get(m, ""), "mAP %": float(s.map[m]),

@@ -62,7 +62,9 @@ def make_run(root, run_id="20251125-120000-toy", *, maps=None, irs=("ir-fp32", "
         dataset={"root": "/data/wider", "split": "val", "n_images": 50, "identifiers_sha256": "ab" * 32},
         precisions={m: precision[m] for m in models}, parity=parity, box_match=det,
         card_sha256="cd" * 32, versions={"python": "3.11.7", "openvino": "2023.3.0"},
-        created="2025-11-25T12:00:00+00:00")
+        created="2025-11-25T12:00:00+00:00",
+        runtime={"device": "CPU", "cpu": "AMD EPYC", "cpu_flags": ["avx512_bf16", "avx512_vnni"],
+                 "default_exec_precision": "bf16"})
     d = root / run_id
     summary.save(d)
     if not tables:
@@ -266,3 +268,10 @@ def test_report_runs_writes_single_and_comparison_pages(tmp_path):
     assert page.count("<details>") == 2
     out = tmp_path / "cmp.html"
     assert report_runs([a, b], out)[1] == out and out.is_file()
+
+
+def test_the_page_names_the_cpu_its_flags_and_the_runtime_default(standin_page):
+    page, _ = standin_page
+    assert ("CPU on AMD EPYC; flags that change results: avx512_bf16, avx512_vnni; default precision of an unpinned "
+            "FP32 IR: bf16") in page
+    assert "openvino 2023.3.0" in page
