@@ -266,10 +266,10 @@ def compare(
             paths = [ds.image_path(item) for item in ds.select(limit=limit)]
         irs = [ConvertedModel.load(ws.ir_dir(ck.kind, size, p)) for p in _precisions(card, precision)]
         out_dir = report_dir or default_run_dir("compare")
-        check_replaceable(out_dir)  # before the work, not after
+        checked = check_replaceable(out_dir, "compare")  # before the work, not after
         run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels,
                          exec_precisions=exec_precision or ("f32",))
-        out = write_parity_report(out_dir, card, ck, run)
+        out = write_parity_report(out_dir, card, ck, run, checked=checked)
         for r in run.results:
             for d in r.diffs:
                 typer.echo(f"[{r.test}] {d.verdict_line()}")

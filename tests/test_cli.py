@@ -384,6 +384,33 @@ def test_a_run_folder_with_the_users_notes_is_not_replaced(toy_ws, tmp_path):
     _assert_complete_run(out)
 
 
+
+def test_a_report_dir_of_another_kind_of_toolkit_folder_is_refused_and_kept(toy_ws, tmp_path):
+    """Review finding 1: --report-dir pointed at the checkpoint, an IR or the dataset being read deleted it (exit 0);
+    make-sample --out a run folder replaced the run."""
+    ws = tmp_path / "ws"
+    shutil.copytree(toy_ws, ws, ignore=shutil.ignore_patterns("cache"))
+    before = {p: p.read_bytes() for p in ws.rglob("*") if p.is_file()}
+    for target, what in ((ws / "checkpoints" / "toy", "checkpoint folder"),
+                         (ws / "ir" / f"toy-{SMALL}" / "FP32", "IR folder"),
+                         (ws / "data" / "wider-sample", "dataset folder")):
+        r = run("evaluate", "-w", ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--model", "mxnet",
+                "--report-dir", target)
+        assert r.exit_code == 2, r.output
+        assert _one_error_line(r.output) == (f"ssh-toolkit: error: {target}: is a {what} written by ssh-toolkit, "
+                                             f"not a run folder (evaluate); not replaced: choose another folder")
+    assert {p: p.read_bytes() for p in ws.rglob("*") if p.is_file()} == before
+
+    out = tmp_path / "run"
+    assert run("evaluate", "-w", ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--model", "mxnet",
+               "--report-dir", out).exit_code == 0
+    r = run("make-sample", "-w", ws, "--out", out)
+    assert r.exit_code == 2, r.output
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: {out}: is a run folder (evaluate) written by "
+                                         f"ssh-toolkit, not a dataset folder; not replaced: choose another folder")
+    assert (out / "summary.json").is_file() and not (out / "wider_face_split").exists()
+
+
 def test_compare_refuses_a_foreign_report_folder_before_any_work(toy_ws, tmp_path, sample_root):
     d = tmp_path / "d"
     d.mkdir()
