@@ -567,3 +567,19 @@ def test_run_and_download_refuse_a_foreign_destination_before_any_work(tmp_path)
     assert r.exit_code == 2
     assert _one_error_line(r.output).startswith(f"ssh-toolkit: error: {real}: exists and was not written by")
     assert (real / "my-weights.params").read_text() == "mine" and not (tmp_path / "ws" / "downloads").exists()
+
+
+def test_gate_update_baseline_refuses_to_overwrite_a_file_that_is_not_a_baseline(tmp_path):
+    """Review finding 2: `gate RUN --update-baseline --baseline /tmp/precious.txt` overwrote the file, exit 0."""
+    from gate.records import make_summary
+
+    run_dir = tmp_path / "runs" / "r1"
+    make_summary(run_id="r1").save(run_dir)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("do not lose me\n")
+    r = run("gate", run_dir, "--baseline", precious, "--update-baseline")
+    assert r.exit_code == 2, r.output
+    assert _one_error_line(r.output).startswith(f"ssh-toolkit: error: {precious}: exists and is not a baseline "
+                                                f"ssh-toolkit can read (not a valid baseline: not JSON")
+    assert precious.read_text() == "do not lose me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt", "runs"]
