@@ -203,6 +203,13 @@ def _add_to_marker(path: Path) -> None:
         tmp.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
+def listed_in_marker(path: str | Path) -> bool:
+    """Whether ``path`` is a file its folder's marker lists, i.e. one the toolkit wrote there."""
+    path = Path(path)
+    marker = _read_marker(path.parent)
+    return marker is not None and path.name in marker["files"]
+
+
 def _listing(names: list[str], more: bool = False) -> str:
     """The first names, then how many others (``and 7 more``; ``and 7+ more`` when the search stopped early)."""
     shown = ", ".join(names[:_MAX_NAMED])

@@ -583,3 +583,24 @@ def test_gate_update_baseline_refuses_to_overwrite_a_file_that_is_not_a_baseline
                                                 f"ssh-toolkit can read (not a valid baseline: not JSON")
     assert precious.read_text() == "do not lose me\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt", "runs"]
+
+
+def test_report_out_refuses_a_users_file_and_a_folder_with_exit_2(tmp_path):
+    """Review finding 3: `report RUN --out /tmp/notes.html` overwrote the file; --out a folder was exit 3."""
+    from gate.records import make_summary
+
+    run_dir = tmp_path / "runs" / "r1"
+    make_summary(run_id="r1").save(run_dir)
+    notes = tmp_path / "notes.html"
+    notes.write_text("mine")
+    r = run("report", run_dir, "--out", notes)
+    assert r.exit_code == 2, r.output
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: {notes}: exists and is not a report written by "
+                                         f"ssh-toolkit; not overwritten: choose another --out file or move it away")
+    assert notes.read_text() == "mine"
+    r = run("report", run_dir, "--out", tmp_path / "runs")
+    assert r.exit_code == 2, r.output
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: {tmp_path / 'runs'}: is a folder; --out expects the "
+                                         f"path of an HTML file")
+    assert run("report", run_dir, "--out", tmp_path / "r.html").exit_code == 0
+    assert run("report", run_dir, "--out", tmp_path / "r.html").exit_code == 0  # its own page: replaced
