@@ -46,9 +46,20 @@ app = typer.Typer(
 
 Pipeline = Annotated[Path, typer.Option("--pipeline", "-p", help="Pipeline (model card) YAML file.",
                                         show_default=True)]
+
+
+def _folder(value: str | Path) -> Path:
+    """A folder option's value; '' (an unset shell variable) is an error, not the current folder."""
+    if isinstance(value, Path):
+        return value
+    if not str(value).strip():
+        raise typer.BadParameter("empty path; give a folder")
+    return Path(value)
+
+
 WorkspaceOpt = Annotated[Optional[Path], typer.Option(
-    "--workspace", "-w", help="Where checkpoints, IRs and caches live [default: $SSH_TOOLKIT_WORKSPACE or "
-                              "./workspace].")]
+    "--workspace", "-w", parser=_folder, metavar="PATH",
+    help="Where checkpoints, IRs and caches live [default: $SSH_TOOLKIT_WORKSPACE or ./workspace].")]
 WeightsOpt = Annotated[Literal[WEIGHTS_CHOICES], typer.Option(
     "--weights", help="Which checkpoint: real (downloaded), standin (seeded SSH architecture), toy (toy "
                       "detector), or auto = the first present of real, standin, toy.")]

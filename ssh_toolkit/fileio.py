@@ -63,7 +63,7 @@ def _check_writable(folder: Path) -> None:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
 
 
-def _make_dirs(folder: Path) -> None:
+def make_dirs(folder: Path) -> None:
     """``mkdir -p``; a file in the way is reported as itself (not as the folder we wanted, nor 'File exists')."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     tmp_path: Path | None = None
     try:
-        _make_dirs(path.parent)
+        make_dirs(path.parent)
         remove_stale_temporaries(path.parent, path.name)
         tmp_path = _temp_name(path, "tmp")
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -405,7 +405,7 @@ def atomic_dir(path: str | Path, *, kind: str, checked: FolderCheck | None = Non
     try:
         if checked is None or checked.path != path or checked.kind != kind:
             checked = check_replaceable(path, kind)
-        _make_dirs(path.parent)
+        make_dirs(path.parent)
         remove_stale_temporaries(path.parent)
         tmp = _temp_name(path, "tmp")
         tmp.mkdir(0o755)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .errors import InputDataError
-from .fileio import write_json
+from .fileio import make_dirs, write_json
 from .metric.box_match import BoxMatch
 from .metric.parity import OutputDiff
 
@@ -54,13 +54,13 @@ def default_run_dir(what: str) -> Path:
     from datetime import datetime
 
     runs = Path("reports") / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
+    make_dirs(runs.absolute())  # a file in the way is named absolutely (not "reports/runs: File exists")
     stem = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{what}"
     n = 1
     while True:
         path = runs / (stem if n == 1 else f"{stem}-{n}")
         try:
-            os.mkdir(path)
+            os.mkdir(path.absolute())
         except FileExistsError:
             n += 1
             continue
@@ -204,6 +204,6 @@ class RunSummary:
         if not path.is_file():
             raise InputDataError(f"{path}: missing; is {run_dir} a folder written by 'ssh-toolkit evaluate'?")
         try:
-            return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+            return cls.from_json(json.loads(path.read_text(encoding="utf-8-sig")))  # a BOM is no error
         except (ValueError, TypeError, KeyError) as e:
             raise InputDataError(f"{path}: not a valid run summary ({e})") from None

@@ -604,3 +604,23 @@ def test_report_out_refuses_a_users_file_and_a_folder_with_exit_2(tmp_path):
                                          f"path of an HTML file")
     assert run("report", run_dir, "--out", tmp_path / "r.html").exit_code == 0
     assert run("report", run_dir, "--out", tmp_path / "r.html").exit_code == 0  # its own page: replaced
+
+
+def test_an_empty_workspace_option_is_a_usage_error(tmp_path, monkeypatch):
+    """Review finding 19: `-w ''` (e.g. an unset shell variable) used the current folder as the workspace."""
+    monkeypatch.chdir(tmp_path)
+    for args in (("synthesize", "--kind", "toy", "-w", ""), ("make-sample", "--workspace", "")):
+        r = run(*args)
+        assert r.exit_code == 2, r.output
+        assert "Invalid value for '--workspace' / '-w': empty path; give a folder" in " ".join(r.output.split())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_in_place_of_the_runs_folder_is_one_line_exit_3_named_absolutely(toy_ws, tmp_path, monkeypatch):
+    """Review finding 19: a file at reports/runs gave 'reports/runs: File exists' (relative, unclear)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "runs").write_text("x")
+    r = run("evaluate", "-w", toy_ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--model", "mxnet")
+    assert r.exit_code == 3, r.output
+    assert _one_error_line(r.output) == f"ssh-toolkit: error: {tmp_path / 'reports' / 'runs'}: Not a directory"
