@@ -221,6 +221,14 @@ class _Reader:
             raise self.fail(f"{prefix}{key}", f"expected a non-empty string, got {v!r}")
         return v
 
+    def file_name(self, node: Mapping[str, Any], key: str, prefix: str = "") -> str:
+        """A value that becomes part of a file name (checkpoint files, baselines): one plain name, never a path."""
+        v = self.str_(node, key, prefix)
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._+-]*", v):
+            raise self.fail(f"{prefix}{key}", f"expected a plain file name (letters, digits, '.', '_', '+', '-'; "
+                                              f"no folder, not starting with '.'), got {v!r}")
+        return v
+
     def num(self, node: Mapping[str, Any], key: str, prefix: str = "", *, integer: bool = False,
             minimum: float | None = None, above: float | None = None, maximum: float | None = None,
             below: float | None = None) -> Any:
@@ -359,12 +367,12 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise r.fail("checkpoint.sha256", f"expected 64 lowercase hex characters, got {sha!r}")
     checkpoint = CheckpointSpec(
-        archive=r.str_(ck, "archive", "checkpoint."),
+        archive=r.file_name(ck, "archive", "checkpoint."),
         size=r.num(ck, "size", "checkpoint.", integer=True, minimum=1),
         sha256=sha,
         urls=r.list_(ck, "urls", "checkpoint.", allow_empty=True),
         mirrors=r.list_(ck, "mirrors", "checkpoint.", allow_empty=True),
-        prefix=r.str_(ck, "prefix", "checkpoint."),
+        prefix=r.file_name(ck, "prefix", "checkpoint."),
         epoch=r.num(ck, "epoch", "checkpoint.", integer=True, minimum=0),
     )
 
@@ -508,7 +516,7 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
 
     return ModelCard(
         path=path,
-        name=r.str_(data, "name"),
+        name=r.file_name(data, "name"),
         title=r.str_(data, "title"),
         reference_map=float(r.num(ref, "map_percent", "reference.", above=0, maximum=100)),
         reference_dataset=r.str_(ref, "dataset", "reference."),

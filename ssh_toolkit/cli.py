@@ -47,9 +47,20 @@ app = typer.Typer(
 
 Pipeline = Annotated[Path, typer.Option("--pipeline", "-p", help="Pipeline (model card) YAML file.",
                                         show_default=True)]
+
+
+def _folder(value: str | Path) -> Path:
+    """A folder option's value; '' (an unset shell variable) is an error, not the current folder."""
+    if isinstance(value, Path):
+        return value
+    if not str(value).strip():
+        raise typer.BadParameter("empty path; give a folder")
+    return Path(value)
+
+
 WorkspaceOpt = Annotated[Optional[Path], typer.Option(
-    "--workspace", "-w", help="Where checkpoints, IRs and caches live [default: $SSH_TOOLKIT_WORKSPACE or "
-                              "./workspace].")]
+    "--workspace", "-w", parser=_folder, metavar="PATH",
+    help="Where checkpoints, IRs and caches live [default: $SSH_TOOLKIT_WORKSPACE or ./workspace].")]
 WeightsOpt = Annotated[Literal[WEIGHTS_CHOICES], typer.Option(
     "--weights", help="Which checkpoint: real (downloaded), standin (seeded SSH architecture), toy (toy "
                       "detector), or auto = the first present of real, standin, toy.")]
@@ -277,10 +288,10 @@ def compare(
                                  f"{ck.kind} --input-size {size} --precision {p}' first")
             irs.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p)))
         out_dir = report_dir or default_run_dir("compare")
-        check_replaceable(out_dir)  # before the work, not after
+        checked = check_replaceable(out_dir, "compare")  # before the work, not after
         run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels,
                          exec_precisions=exec_precision or ("f32",))
-        out = write_parity_report(out_dir, card, ck, run)
+        out = write_parity_report(out_dir, card, ck, run, checked=checked)
         for r in run.results:
             for d in r.diffs:
                 typer.echo(f"[{r.test}] {d.verdict_line()}")

@@ -192,7 +192,7 @@ def convert(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, preci
     if not force and (done := _up_to_date(target, fingerprint)):
         return replace(done, reused=True)
 
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, kind="ir") as tmp:
         command = env.mo_command([*args, f"--output_dir={tmp}"])
         start = time.perf_counter()
         try:

@@ -97,7 +97,7 @@ def download_checkpoint(
         if current is not None:
             log.info("%s: up to date (%s)", dest, current.params_sha256)
             return current
-    check_replaceable(dest)  # a folder we may not replace is found before minutes of download
+    check_replaceable(dest, "checkpoint")  # a folder we may not replace is found before minutes of download
     final = workspace.downloads / spec.archive
     if final.exists():
         try:
@@ -208,7 +208,7 @@ def unpack_archive(path: Path | str, spec: CheckpointSpec, dest: Path | str, inp
             if unsafe:
                 raise InputDataError(f"{path}: refusing an archive with unsafe member name {unsafe[0]!r}")
             folder = _find_pair(names, spec.symbol_file, spec.params_file, str(path))
-            with atomic_dir(dest) as tmp:
+            with atomic_dir(dest, kind="checkpoint") as tmp:
                 for name in (spec.symbol_file, spec.params_file):
                     with zf.open(_join(folder, name)) as src, open(tmp / name, "wb") as out:
                         shutil.copyfileobj(src, out, CHUNK)
@@ -243,7 +243,7 @@ def import_checkpoint_files(directory: Path | str, card: ModelCard, workspace: W
     src = directory / folder if folder else directory
     check_checkpoint(src / spec.symbol_file, src / spec.params_file, card.input.name)
     dest = workspace.checkpoint_dir(KIND)
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest, kind="checkpoint") as tmp:
         for name in (spec.symbol_file, spec.params_file):
             shutil.copyfile(src / name, tmp / name)
         return _record(tmp, dest, spec, {"from": "directory", "directory": str(src.resolve()),

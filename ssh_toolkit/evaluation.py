@@ -26,7 +26,7 @@ from .card import ModelCard
 from .convert import ConvertedModel
 from .data.wider import WiderDataset, open_wider
 from .errors import InputDataError
-from .fileio import atomic_dir, check_replaceable
+from .fileio import FolderCheck, atomic_dir, check_replaceable
 from .inference import ModelUnderTest, model_set, run_models, scan_images
 from .metric.average_precision import EvalResult, MapAccumulator
 from .metric.box_match import BoxMatchAccumulator
@@ -115,7 +115,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
              limit: int | None = None, shard: tuple[int, int] | None = None, subset: Sequence[str] | None = None,
              skip_missing: bool = False, run_dir: str | Path | None = None, progress: bool = True,
              jobs: int = 0, official_gt: str | Path | None = None, strict_images: bool = False,
-             exec_precisions: Sequence[str] = ("f32", "default")) -> Evaluation:
+             exec_precisions: Sequence[str] = ("f32", "default"), checked: FolderCheck | None = None) -> Evaluation:
     """Evaluate MXNet and the IRs on a WIDER-layout dataset; write the run folder; return the records.
 
     An image that decodes but is damaged (a truncated JPEG) is named in ``Evaluation.image_warnings`` and the
@@ -124,13 +124,17 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     ``exec_precisions`` (``f32``, ``bf16``, ``default``): how each IR is executed. ``f32`` pins f32 (numeric parity:
     ``ir-fp32``); ``default`` adds the runtime's own choice on this CPU when it differs (``ir-fp32@bf16``), which is
     what a deployment runs.
+
+    ``checked``: what the caller's :func:`~ssh_toolkit.fileio.check_replaceable` found at ``run_dir`` before its
+    own work (``run``: before conversion); the run folder is not written if it changed since.
     """
     from .report.markdown import evaluation_markdown, run_metadata, write_report
 
     size = card.resolve_input_size(input_size)
     selected = model_set(card, checkpoint, irs, size, models, jobs=jobs, exec_precisions=exec_precisions)
     run_dir = Path(run_dir) if run_dir else default_run_dir(f"{checkpoint.kind}-{size}")
-    check_replaceable(run_dir)  # before hours of inference, not after
+    if checked is None:
+        checked = check_replaceable(run_dir, "run")  # before hours of inference, not after
     ds = open_wider(data_root)
     ds = ds.select(limit=limit, shard=shard, subset=subset)
     present, missing = ds.check_images(skip_missing=skip_missing)
@@ -199,7 +203,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
 
         tables["official"] = pd.DataFrame([{"model": m, "setting": k, "ap": v}
                                            for m, aps in official.items() for k, v in aps.items()])
-    with atomic_dir(run_dir) as tmp:
+    with atomic_dir(run_dir, kind="run", checked=checked) as tmp:
         summary.save(tmp)
         write_report(tmp, tables, {**meta, "run_id": run_dir.name, "command": "evaluate",
                                    "checkpoint": checkpoint.to_json(),

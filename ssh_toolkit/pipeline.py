@@ -110,8 +110,9 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
     size = card.resolve_input_size(input_size)
     if weights not in CHECKPOINT_KINDS:
         raise UsageError(f"--weights must be one of {', '.join(CHECKPOINT_KINDS)}, got {weights!r}")
-    if run_dir is not None:
-        check_replaceable(run_dir)  # before the dataset, checkpoint, conversion and inference, not after
+    checked = None
+    if run_dir is not None:  # before the dataset, checkpoint, conversion and inference, not after
+        checked = check_replaceable(run_dir, "run")
     if data_root is None:
         data_root = ws.sample_data
         if not (data_root / "wider_face_split").is_dir():
@@ -125,7 +126,7 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
     for ir in irs:
         say(f"convert {ir.precision}: " + ("up to date" if ir.reused else f"converted in {ir.seconds:.1f} s"))
     ev = evaluate(card, ck, irs, data_root, ws, input_size=size, limit=limit, run_dir=run_dir, progress=progress,
-                  exec_precisions=exec_precisions)
+                  exec_precisions=exec_precisions, checked=checked)
     html = write_html_report(ev.run_dir)
     result = check_gate(ev.summary, Baseline.load(baseline), card, str(baseline)) if baseline.is_file() else None
     return PipelineRun(ck, irs, ev, html, result, baseline)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .errors import InputDataError
-from .fileio import write_json
+from .fileio import make_dirs, write_json
 from .metric.box_match import BoxMatch
 from .metric.parity import OutputDiff
 
@@ -56,14 +56,14 @@ def default_run_dir(what: str) -> Path:
     from .fileio import remove_stale_reservations, reserve_dir
 
     runs = Path("reports") / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
+    make_dirs(runs.absolute())  # a file in the way is named absolutely (not "reports/runs: File exists")
     remove_stale_reservations(runs)
     stem = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{what}"
     n = 1
     while True:
         path = runs / (stem if n == 1 else f"{stem}-{n}")
         try:
-            reserve_dir(path)
+            reserve_dir(path.absolute())
         except FileExistsError:
             n += 1
             continue
@@ -98,10 +98,14 @@ def ir_model_name(precision: str, exec_precision: str | None = None) -> str:
 
 
 def order_models(models: Iterable[str], precisions: Sequence[str]) -> list[str]:
-    """MXNet first, then the IRs in ``precisions`` order (the card's, or :attr:`RunSummary.ir_precisions`), then
-    anything else sorted; duplicates dropped."""
+    """MXNet first, then the IRs in ``precisions`` order (the card's, or :attr:`RunSummary.ir_precisions`), each
+    followed by its execution variants (``ir-fp32``, ``ir-fp32@bf16``, ``ir-fp16``, ...), then anything else
+    sorted; duplicates dropped."""
     models = list(dict.fromkeys(models))
-    order = [REFERENCE_MODEL, *(ir_model_name(p) for p in precisions)]
+    order = [REFERENCE_MODEL]
+    for name in dict.fromkeys(ir_model_name(p.split("@")[0]) for p in precisions):
+        order += [name, *sorted(m for m in models if m.startswith(name + "@"))]
+    order = list(dict.fromkeys(order))
     return [m for m in order if m in models] + sorted(m for m in models if m not in order)
 
 
@@ -200,6 +204,6 @@ class RunSummary:
         if not path.is_file():
             raise InputDataError(f"{path}: missing; is {run_dir} a folder written by 'ssh-toolkit evaluate'?")
         try:
-            return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+            return cls.from_json(json.loads(path.read_text(encoding="utf-8-sig")))  # a BOM is no error
         except (ValueError, TypeError, KeyError) as e:
             raise InputDataError(f"{path}: not a valid run summary ({e})") from None

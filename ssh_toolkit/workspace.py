@@ -23,7 +23,7 @@ CHECKPOINT_KINDS = ("real", "standin", "toy")
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("SSH_TOOLKIT_WORKSPACE", "workspace"))
+    return Path(os.environ.get("SSH_TOOLKIT_WORKSPACE") or "workspace")  # set but empty: as if unset
 
 
 @dataclass(frozen=True)

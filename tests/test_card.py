@@ -151,6 +151,16 @@ def _set(*path_and_value):
                                                     "atol?"),
     (_set("box_match", "iou_threshold", 0.5), "key 'box_match.iou_threshold': unknown key"),
     (_set("anchors", "scales", "x32", [1, 2]), "key 'anchors.scales.x32': expected a stride (a positive integer)"),
+    # Review finding 4: these become file names (checkpoint files, downloads/<archive>, baselines/<name>-...json).
+    (_set("checkpoint", "prefix", "../x"), "key 'checkpoint.prefix': expected a plain file name (letters, digits, "
+                                           "'.', '_', '+', '-'; no folder, not starting with '.'), got '../x'"),
+    (_set("checkpoint", "prefix", "a/b"), "key 'checkpoint.prefix': expected a plain file name"),
+    (_set("checkpoint", "archive", "../../x.zip"), "key 'checkpoint.archive': expected a plain file name"),
+    (lambda d: d.update(name="../../evil"), "key 'name': expected a plain file name (letters, digits, '.', '_', "
+                                            "'+', '-'; no folder, not starting with '.'), got '../../evil'"),
+    (lambda d: d.update(name="a/b"), "key 'name': expected a plain file name"),
+    (lambda d: d.update(name=".."), "key 'name': expected a plain file name"),
+    (lambda d: d.update(name="a\\b"), "key 'name': expected a plain file name"),
 ])
 def test_card_values_are_checked(tmp_path, mutate, message):
     path = _write(tmp_path, mutate)

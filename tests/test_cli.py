@@ -384,6 +384,33 @@ def test_a_run_folder_with_the_users_notes_is_not_replaced(toy_ws, tmp_path):
     _assert_complete_run(out)
 
 
+
+def test_a_report_dir_of_another_kind_of_toolkit_folder_is_refused_and_kept(toy_ws, tmp_path):
+    """Review finding 1: --report-dir pointed at the checkpoint, an IR or the dataset being read deleted it (exit 0);
+    make-sample --out a run folder replaced the run."""
+    ws = tmp_path / "ws"
+    shutil.copytree(toy_ws, ws, ignore=shutil.ignore_patterns("cache"))
+    before = {p: p.read_bytes() for p in ws.rglob("*") if p.is_file()}
+    for target, what in ((ws / "checkpoints" / "toy", "checkpoint folder"),
+                         (ws / "ir" / f"toy-{SMALL}" / "FP32", "IR folder"),
+                         (ws / "data" / "wider-sample", "dataset folder")):
+        r = run("evaluate", "-w", ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--model", "mxnet",
+                "--report-dir", target)
+        assert r.exit_code == 2, r.output
+        assert _one_error_line(r.output) == (f"ssh-toolkit: error: {target}: is a {what} written by ssh-toolkit, "
+                                             f"not a run folder (evaluate); not replaced: choose another folder")
+    assert {p: p.read_bytes() for p in ws.rglob("*") if p.is_file()} == before
+
+    out = tmp_path / "run"
+    assert run("evaluate", "-w", ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--model", "mxnet",
+               "--report-dir", out).exit_code == 0
+    r = run("make-sample", "-w", ws, "--out", out)
+    assert r.exit_code == 2, r.output
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: {out}: is a run folder (evaluate) written by "
+                                         f"ssh-toolkit, not a dataset folder; not replaced: choose another folder")
+    assert (out / "summary.json").is_file() and not (out / "wider_face_split").exists()
+
+
 def test_compare_refuses_a_foreign_report_folder_before_any_work(toy_ws, tmp_path, sample_root):
     d = tmp_path / "d"
     d.mkdir()
@@ -610,3 +637,60 @@ def test_the_missing_baseline_hint_never_writes_into_an_installed_package(tmp_pa
     assert cli._missing_baseline_hint(baseline, run_dir, package_dir=clone) == (
         f"gate: no baseline at {baseline}; record one with 'ssh-toolkit gate {run_dir} --baseline {baseline} "
         f"--update-baseline'")
+
+
+def test_gate_update_baseline_refuses_to_overwrite_a_file_that_is_not_a_baseline(tmp_path):
+    """Review finding 2: `gate RUN --update-baseline --baseline /tmp/precious.txt` overwrote the file, exit 0."""
+    from gate.records import make_summary
+
+    run_dir = tmp_path / "runs" / "r1"
+    make_summary(run_id="r1").save(run_dir)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("do not lose me\n")
+    r = run("gate", run_dir, "--baseline", precious, "--update-baseline")
+    assert r.exit_code == 2, r.output
+    assert _one_error_line(r.output).startswith(f"ssh-toolkit: error: {precious}: exists and is not a baseline "
+                                                f"ssh-toolkit can read (not a valid baseline: not JSON")
+    assert precious.read_text() == "do not lose me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt", "runs"]
+
+
+def test_report_out_refuses_a_users_file_and_a_folder_with_exit_2(tmp_path):
+    """Review finding 3: `report RUN --out /tmp/notes.html` overwrote the file; --out a folder was exit 3."""
+    from gate.records import make_summary
+
+    run_dir = tmp_path / "runs" / "r1"
+    make_summary(run_id="r1").save(run_dir)
+    notes = tmp_path / "notes.html"
+    notes.write_text("mine")
+    r = run("report", run_dir, "--out", notes)
+    assert r.exit_code == 2, r.output
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: {notes}: exists and is not a report written by "
+                                         f"ssh-toolkit; not overwritten: choose another --out file or move it away")
+    assert notes.read_text() == "mine"
+    r = run("report", run_dir, "--out", tmp_path / "runs")
+    assert r.exit_code == 2, r.output
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: {tmp_path / 'runs'}: is a folder; --out expects the "
+                                         f"path of an HTML file")
+    assert run("report", run_dir, "--out", tmp_path / "r.html").exit_code == 0
+    assert run("report", run_dir, "--out", tmp_path / "r.html").exit_code == 0  # its own page: replaced
+
+
+def test_an_empty_workspace_option_is_a_usage_error(tmp_path, monkeypatch):
+    """Review finding 19: `-w ''` (e.g. an unset shell variable) used the current folder as the workspace."""
+    monkeypatch.chdir(tmp_path)
+    for args in (("synthesize", "--kind", "toy", "-w", ""), ("make-sample", "--workspace", "")):
+        r = run(*args)
+        assert r.exit_code == 2, r.output
+        assert "Invalid value for '--workspace' / '-w': empty path; give a folder" in " ".join(r.output.split())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_in_place_of_the_runs_folder_is_one_line_exit_3_named_absolutely(toy_ws, tmp_path, monkeypatch):
+    """Review finding 19: a file at reports/runs gave 'reports/runs: File exists' (relative, unclear)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "runs").write_text("x")
+    r = run("evaluate", "-w", toy_ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--model", "mxnet")
+    assert r.exit_code == 3, r.output
+    assert _one_error_line(r.output) == f"ssh-toolkit: error: {tmp_path / 'reports' / 'runs'}: Not a directory"

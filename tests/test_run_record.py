@@ -161,7 +161,7 @@ def test_a_reserved_folder_is_a_valid_report_dir_only_for_its_own_or_a_dead_proc
 
     monkeypatch.chdir(tmp_path)
     mine = default_run_dir("toy-640")
-    check_replaceable(mine)  # the run writes into the folder it reserved
+    check_replaceable(mine, "run")  # the run writes into the folder it reserved
     other = tmp_path / "reports" / "runs" / "other"
     other.mkdir()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -169,9 +169,35 @@ def test_a_reserved_folder_is_a_valid_report_dir_only_for_its_own_or_a_dead_proc
         marker = json.loads((mine / MARKER).read_text())
         (other / MARKER).write_text(json.dumps({**marker, "pid": sleeper.pid}))
         with pytest.raises(UsageError, match=rf"other: reserved by a running ssh-toolkit \(pid {sleeper.pid}\)"):
-            check_replaceable(other)
+            check_replaceable(other, "run")
     finally:
         sleeper.kill()
         sleeper.wait()
-    check_replaceable(other)  # its process is gone
+    check_replaceable(other, "compare")  # its process is gone (a reservation takes a run or a compare)
     release_unused_run_dirs()
+
+
+def test_execution_variants_follow_their_ir():
+    models = ["ir-fp16@bf16", "ir-fp32@bf16", "ir-fp16", "zzz", "ir-fp32", "mxnet"]
+    assert order_models(models, ("FP32", "FP16")) == ["mxnet", "ir-fp32", "ir-fp32@bf16", "ir-fp16", "ir-fp16@bf16",
+                                                      "zzz"]
+    assert order_models(models, ("FP32", "FP32@bf16", "FP16")) == order_models(models, ("FP32", "FP16"))
+
+
+def test_a_file_in_place_of_the_runs_folder_is_named_absolutely(tmp_path, monkeypatch):
+    """Review finding 19: a file at reports/runs gave 'reports/runs: File exists' (relative, unclear)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "runs").write_text("x")
+    with pytest.raises(NotADirectoryError) as info:
+        default_run_dir("toy-640")
+    assert info.value.filename == str(tmp_path / "reports" / "runs")
+    assert (tmp_path / "reports" / "runs").read_text() == "x"
+
+
+def test_a_summary_with_a_utf8_bom_loads(tmp_path):
+    """Review finding 19: a UTF-8 byte order mark made summary.json 'not a valid run summary'."""
+    make_summary(run_id="r1").save(tmp_path)
+    path = tmp_path / "summary.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert RunSummary.load(tmp_path).run_id == "r1"

@@ -57,3 +57,15 @@ def test_commands_refuse_a_damaged_checkpoint_with_exit_2(toy_ws, tmp_path, samp
     assert r.output.strip().splitlines()[-1].startswith(f"ssh-toolkit: error: {ws.checkpoint_dir('toy')}/{reason}")
     assert "Traceback" not in r.output
     assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_workspace_variable_means_the_default_not_the_current_folder(monkeypatch):
+    """Review finding 19: SSH_TOOLKIT_WORKSPACE='' put checkpoints and IRs into the current folder."""
+    from pathlib import Path
+
+    from ssh_toolkit.workspace import default_root
+
+    monkeypatch.setenv("SSH_TOOLKIT_WORKSPACE", "")
+    assert default_root() == Path("workspace")
+    monkeypatch.setenv("SSH_TOOLKIT_WORKSPACE", "/data/ws")
+    assert default_root() == Path("/data/ws")

@@ -95,7 +95,7 @@ def make_sample(out_dir: str | Path, *, seed: int = 0, n_images: int = DEFAULT_I
         raise UsageError(f"n_images must be a positive integer, got {n_images!r}")
     out_dir = Path(out_dir)
     entries: list[tuple[str, np.ndarray]] = []
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind="dataset") as tmp:
         for i in range(n_images):
             template = _TEMPLATES[i % len(_TEMPLATES)]
             rng = np.random.default_rng([seed, i])

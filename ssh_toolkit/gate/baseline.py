@@ -92,6 +92,8 @@ class Baseline:
         }
 
     def save(self, path: str | Path) -> Path:
+        """Write (atomic) to ``path``; an existing file there is replaced only if it is a valid baseline."""
+        check_overwritable(path)
         return write_json(path, self.to_json())
 
     @classmethod
@@ -103,7 +105,7 @@ class Baseline:
             raise InputDataError(f"{path}: baseline not found; record one with 'ssh-toolkit gate RUN_DIR "
                                  f"--baseline {path} --update-baseline'")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM some editors write is no error
         except json.JSONDecodeError as e:
             raise InputDataError(f"{path}: not a valid baseline: not JSON (line {e.lineno}: {e.msg})") from None
         except (OSError, UnicodeDecodeError) as e:
@@ -151,6 +153,22 @@ class Baseline:
             card_sha256=str(data.get("card_sha256", "")), versions=data.get("versions", {}), format=fmt,
             runtime=data.get("runtime", {}),
         )
+
+
+def check_overwritable(path: str | Path) -> None:
+    """UsageError unless ``path`` may be written as a baseline: absent, or a valid baseline (which is then
+    replaced). Any other file (``--baseline ~/notes.txt`` by mistake) is never overwritten."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder; --baseline expects a baseline JSON file")
+    if not (path.exists() or path.is_symlink()):
+        return
+    try:
+        Baseline.load(path)
+    except InputDataError as e:
+        reason = str(e).removeprefix(f"{path}: ")
+        raise UsageError(f"{path}: exists and is not a baseline ssh-toolkit can read ({reason}); not overwritten: "
+                         f"choose another --baseline file or move it away") from None
 
 
 def _is_number(v: Any) -> bool:
@@ -226,12 +244,10 @@ def write_baseline(summary: RunSummary, gate_result: GateResult, path: str | Pat
 def update_notes(summary: RunSummary, path: str | Path) -> tuple[str, ...]:
     """What replacing the baseline at ``path`` with ``summary`` changes, as short sentences (for the log)."""
     path = Path(path)
+    check_overwritable(path)  # before any note: a file that is not a baseline is never replaced
     if not path.exists():
         return (f"{path}: no baseline yet, recording run {summary.run_id}",)
-    try:
-        old = Baseline.load(path)
-    except InputDataError as e:
-        return (f"replacing an unreadable baseline: {e}",)
+    old = Baseline.load(path)
     diffs = comparability_differences(old, summary)
     notes = [f"{path}: replacing the baseline from run {old.source_run} ({old.created})"]
     if diffs:

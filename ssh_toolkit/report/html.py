@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UsageError
-from ..fileio import write_text
+from ..fileio import listed_in_marker, write_text
 from ..gate.baseline import comparability_differences
 from ..run_record import REFERENCE_MODEL, RunSummary, order_models
 from .markdown import format_float, standin_banner
@@ -422,6 +422,11 @@ def _summary_section(run: RunData) -> str:
         ("published mAP", f"{s.reference_map:.2f} % (real weights, full dataset)"),
         ("versions", ", ".join(f"{k} {v}" for k, v in s.versions.items())),
     ]
+    if s.runtime:
+        rt = s.runtime
+        rows.append(("runtime", f"{rt.get('device')} on {rt.get('cpu')}; flags that change results: "
+                                f"{', '.join(rt.get('cpu_flags', [])) or 'none'}; default precision of an unpinned "
+                                f"FP32 IR: {rt.get('default_exec_precision')}"))
     mx = s.map.get(REFERENCE_MODEL)
     maps = pd.DataFrame([{
         "model": m, "precision": s.precisions.get(m, ""), "mAP %": float(s.map[m]),
@@ -479,9 +484,35 @@ def _run_sections(run: RunData, level: int = 2, with_plots: bool = True) -> str:
     return "\n".join(parts)
 
 
+GENERATOR = '<meta name="generator" content="ssh-toolkit">'  # how a page we wrote is known again
+
+
 def _page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR}<title>{html.escape(title)}'
+            f"</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def check_report_target(path: str | Path) -> None:
+    """UsageError unless ``path`` may be written as an HTML report: absent, or a page ssh-toolkit wrote (it
+    carries :data:`GENERATOR`, or its folder's marker lists it). Any other file is never overwritten."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder; --out expects the path of an HTML file")
+    if not (path.exists() or path.is_symlink()):
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        head = b""
+    if GENERATOR.encode() not in head and not listed_in_marker(path):
+        raise UsageError(f"{path}: exists and is not a report written by ssh-toolkit; not overwritten: choose "
+                         f"another --out file or move it away")
+
+
+def _write_page(path: Path, page: str) -> Path:
+    check_report_target(path)  # again: the file may have appeared while the page was rendered
+    return write_text(path, page)
 
 
 def render_html(run_dirs: Sequence[str | Path]) -> str:
@@ -525,8 +556,10 @@ def _render(runs: Sequence[RunData]) -> str:
 
 
 def write_html_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """``<run_dir>/report.html`` (or ``out``), written atomically."""
-    return write_text(Path(out) if out else Path(run_dir) / REPORT_HTML, render_html([run_dir]))
+    """``<run_dir>/report.html`` (or ``out``), written atomically; only over nothing or a report the toolkit wrote."""
+    path = Path(out) if out else Path(run_dir) / REPORT_HTML
+    check_report_target(path)
+    return _write_page(path, render_html([run_dir]))
 
 
 def default_comparison_path(run_dirs: Sequence[str | Path]) -> Path:
@@ -542,9 +575,10 @@ def report_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) -
     if not run_dirs:
         raise UsageError("report: give at least one run folder")
     runs = [load_run(d) for d in run_dirs]  # InputDataError (exit 2) on a missing or corrupt summary
-    df = _compare_frame(runs)
     if len(runs) == 1:
         path = Path(out) if out else Path(run_dirs[0]) / REPORT_HTML
     else:
         path = Path(out) if out else default_comparison_path(run_dirs)
-    return df, write_text(path, _render(runs))
+    check_report_target(path)  # before the plots are drawn
+    df = _compare_frame(runs)
+    return df, _write_page(path, _render(runs))

@@ -130,14 +130,15 @@ def parity_markdown(run, card: ModelCard, weights: str, kind: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_parity_report(directory: str | Path, card: ModelCard, checkpoint, run) -> Path:
+def write_parity_report(directory: str | Path, card: ModelCard, checkpoint, run, checked=None) -> Path:
     tables = {"parity": run.to_frame()}
     if run.self_check:
         tables["parity_self_check"] = run.self_check_frame()
     meta = run_metadata(card, checkpoint.weights, checkpoint.kind, command="compare", input_size=run.input_size,
                         images=[str(p) for p in run.images], params_sha256=checkpoint.params_sha256,
                         passed=bool(run))
-    with atomic_dir(directory) as tmp:  # a folder the toolkit did not write is refused, never overwritten
+    # A folder the toolkit did not write is refused, never overwritten; so is one written meanwhile (``checked``).
+    with atomic_dir(directory, kind="compare", checked=checked) as tmp:
         write_report(tmp, tables, meta, parity_markdown(run, card, checkpoint.weights, checkpoint.kind))
     return Path(directory) / "report.md"
 

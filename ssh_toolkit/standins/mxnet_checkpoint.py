@@ -23,7 +23,7 @@ def save_checkpoint(symbol, arg_params: Mapping[str, np.ndarray], aux_params: Ma
     mx = import_mxnet()
 
     directory = Path(directory)
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, kind="checkpoint") as tmp:
         (tmp / f"{prefix}-symbol.json").write_text(symbol.tojson(), encoding="utf-8")
         blob = {f"arg:{k}": mx.nd.array(np.asarray(arg_params[k], np.float32), dtype="float32")
                 for k in sorted(arg_params)}

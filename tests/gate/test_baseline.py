@@ -99,7 +99,44 @@ def test_format_1_baseline_is_upgraded_on_load(tmp_path):
 def test_committed_baseline_loads_and_compares_with_a_run_of_its_setup(card):
     b = Baseline.load(default_baseline(card, "toy", 640))
     assert b.weights == "standin" and b.checkpoint_kind == "toy" and b.input_size == 640
-    assert set(b.box_match) == {"ir-fp32", "ir-fp16"} and all("box_match_rate" in d for d in b.box_match.values())
+    # recorded on a bf16 CPU: the deploy-default models are in it too, and it says where it ran
+    assert set(b.box_match) == {"ir-fp32", "ir-fp16", "ir-fp32@bf16", "ir-fp16@bf16"}
+    assert all("box_match_rate" in d for d in b.box_match.values())
+    assert b.runtime["default_exec_precision"] == "bf16" and b.versions["openvino"].startswith("2026.4")
     run = make_summary(n_images=b.n_images, protocol_params=b.protocol_params, dataset={**b.dataset, "root": "/x"},
                        map=b.map, box_match={})
     check_comparable(run, b)
+
+
+def test_saving_never_overwrites_a_file_that_is_not_a_baseline(tmp_path):
+    """Review finding 2: gate --update-baseline --baseline /tmp/precious.txt overwrote any existing file."""
+    from ssh_toolkit.errors import UsageError
+
+    b = Baseline.from_run(make_summary())
+    precious = tmp_path / "precious.txt"
+    precious.write_text("my notes\n")
+    with pytest.raises(UsageError) as info:
+        b.save(precious)
+    assert str(info.value) == (f"{precious}: exists and is not a baseline ssh-toolkit can read (not a valid "
+                               f"baseline: not JSON (line 1: Expecting value)); not overwritten: choose another "
+                               f"--baseline file or move it away")
+    assert precious.read_text() == "my notes\n"
+    other = tmp_path / "other.json"
+    other.write_text('{"map": {"mxnet": 1}}')  # JSON, but not a baseline
+    with pytest.raises(UsageError, match="is not a baseline ssh-toolkit can read .not a valid baseline: missing key"):
+        b.save(other)
+    assert other.read_text() == '{"map": {"mxnet": 1}}'
+    with pytest.raises(UsageError, match="is a folder; --baseline expects a baseline JSON file"):
+        b.save(tmp_path)
+    path = b.save(tmp_path / "b.json")  # absent: written; a valid baseline: replaced
+    newer = Baseline.from_run(make_summary(run_id="r2"))
+    newer.save(path)
+    assert Baseline.load(path).source_run == "r2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json", "other.json", "precious.txt"]
+
+
+def test_a_baseline_with_a_utf8_bom_loads(tmp_path):
+    """Review finding 19: a UTF-8 byte order mark (some Windows editors write one) made a baseline 'not JSON'."""
+    path = Baseline.from_run(make_summary()).save(tmp_path / "b.json")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert Baseline.load(path).map == {"mxnet": 71.234, "ir-fp32": 71.231, "ir-fp16": 71.18}

@@ -62,7 +62,9 @@ def make_run(root, run_id="20251125-120000-toy", *, maps=None, irs=("ir-fp32", "
         dataset={"root": "/data/wider", "split": "val", "n_images": 50, "identifiers_sha256": "ab" * 32},
         precisions={m: precision[m] for m in models}, parity=parity, box_match=det,
         card_sha256="cd" * 32, versions={"python": "3.11.7", "openvino": "2023.3.0"},
-        created="2025-11-25T12:00:00+00:00")
+        created="2025-11-25T12:00:00+00:00",
+        runtime={"device": "CPU", "cpu": "AMD EPYC", "cpu_flags": ["avx512_bf16", "avx512_vnni"],
+                 "default_exec_precision": "bf16"})
     d = root / run_id
     summary.save(d)
     if not tables:
@@ -266,3 +268,45 @@ def test_report_runs_writes_single_and_comparison_pages(tmp_path):
     assert page.count("<details>") == 2
     out = tmp_path / "cmp.html"
     assert report_runs([a, b], out)[1] == out and out.is_file()
+
+
+def test_the_page_names_the_cpu_its_flags_and_the_runtime_default(standin_page):
+    page, _ = standin_page
+    assert ("CPU on AMD EPYC; flags that change results: avx512_bf16, avx512_vnni; default precision of an unpinned "
+            "FP32 IR: bf16") in page
+    assert "openvino 2023.3.0" in page
+
+
+def test_a_file_the_toolkit_did_not_write_is_never_overwritten(tmp_path):
+    """Review finding 3: `report RUN --out notes.html` overwrote any file; --out a folder was exit 3."""
+    import shutil
+
+    from ssh_toolkit.errors import UsageError
+    from ssh_toolkit.fileio import atomic_dir
+
+    a = make_run(tmp_path / "runs", "run-a", tables=False)  # no plots: quick pages
+    notes = tmp_path / "notes.html"
+    notes.write_text("<html>my notes</html>")
+    with pytest.raises(UsageError) as info:
+        report_runs([a], notes)
+    assert str(info.value) == (f"{notes}: exists and is not a report written by ssh-toolkit; not overwritten: "
+                               f"choose another --out file or move it away")
+    with pytest.raises(UsageError, match="notes.html: exists and is not a report written by ssh-toolkit"):
+        html_report.write_html_report(a, notes)
+    assert notes.read_text() == "<html>my notes</html>"
+    with pytest.raises(UsageError, match=r"runs: is a folder; --out expects the path of an HTML file"):
+        report_runs([a], tmp_path / "runs")
+
+    out = tmp_path / "page.html"
+    report_runs([a], out)
+    assert '<meta name="generator" content="ssh-toolkit">' in out.read_text()
+    out.write_text(out.read_text().replace("run-a", "stale"))
+    report_runs([a], out)  # a page the toolkit wrote is replaced
+    assert "stale" not in out.read_text()
+
+    older = tmp_path / "older"  # a run folder with a page of an older toolkit (no generator mark), in its marker
+    with atomic_dir(older, kind="run") as tmp:
+        shutil.copytree(a, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("report.html"))
+        (tmp / "report.html").write_text("<html>older page</html>")
+    assert report_runs([older])[1] == older / "report.html"
+    assert "generator" in (older / "report.html").read_text()
