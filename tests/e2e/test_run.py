@@ -3,6 +3,7 @@ the committed baseline, a deliberately broken IR caught by the gate, and run com
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -90,6 +91,12 @@ def test_a_broken_ir_fails_the_gate_naming_rules(default_run, tmp_path):
     xml = ws / "ir" / "toy-640" / "FP32" / "sshb.xml"
     _perturb_ir(xml, "rpn_bbox_pred_stride8_weight", 0.5)
     bad = tmp_path / "bad"
+    r = run("evaluate", "-w", ws, "--report-dir", bad)  # an IR changed after conversion is refused ...
+    assert r.exit_code == 2 and "sshb.bin: changed since conversion" in r.output, r.output
+    record = xml.parent / "conversion.json"  # ... so record the change: a conversion that produced a broken IR
+    rec = json.loads(record.read_text())
+    rec["sha256"]["bin"] = hashlib.sha256(xml.with_suffix(".bin").read_bytes()).hexdigest()
+    record.write_text(json.dumps(rec))
     r = run("evaluate", "-w", ws, "--report-dir", bad)
     assert r.exit_code == 0, r.output
     lines = {ln.split(" = ")[0]: ln for ln in r.output.splitlines() if ln.startswith("map[")}
