@@ -249,6 +249,7 @@ def test_limit_reads_the_same_on_compare_evaluate_and_run():
         assert r.exit_code == 2 and "'--limit': Input should be greater than or equal to 1" in r.output, (command, r.output)
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_retries_means_retries_after_the_first_attempt(tmp_path):
     assert "each source gets 1 + N attempts" in " ".join(run("download", "--help").output.split())
     r = run("download", "-w", tmp_path, "--retries", "1", "--mirror", "http://127.0.0.1:9/ssh-model-final.zip")
@@ -350,6 +351,7 @@ def _assert_complete_run(folder):
     assert set(summary["map"]) == {"mxnet", "ir-fp32"}
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_report_dir_holding_a_summary_and_user_notes_is_refused_and_kept(toy_ws, tmp_path):
     """Acceptance (defect 1): mkdir d; echo x > d/notes.txt; echo '{}' > d/summary.json; evaluate --report-dir d
     exits 2 and d/notes.txt is still there."""
@@ -367,6 +369,7 @@ def test_report_dir_holding_a_summary_and_user_notes_is_refused_and_kept(toy_ws,
     assert sorted(p.name for p in d.iterdir()) == ["notes.txt", "summary.json"]
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_a_run_folder_with_the_users_notes_is_not_replaced(toy_ws, tmp_path):
     out = tmp_path / "run"
     args = ("evaluate", "-w", toy_ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--report-dir", out,
@@ -385,6 +388,7 @@ def test_a_run_folder_with_the_users_notes_is_not_replaced(toy_ws, tmp_path):
 
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_a_report_dir_of_another_kind_of_toolkit_folder_is_refused_and_kept(toy_ws, tmp_path):
     """Review finding 1: --report-dir pointed at the checkpoint, an IR or the dataset being read deleted it (exit 0);
     make-sample --out a run folder replaced the run."""
@@ -411,6 +415,7 @@ def test_a_report_dir_of_another_kind_of_toolkit_folder_is_refused_and_kept(toy_
     assert (out / "summary.json").is_file() and not (out / "wider_face_split").exists()
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_compare_refuses_a_foreign_report_folder_before_any_work(toy_ws, tmp_path, sample_root):
     d = tmp_path / "d"
     d.mkdir()
@@ -446,6 +451,7 @@ def test_two_evaluations_started_together_write_two_complete_run_folders(toy_ws,
     assert not [p for p in (ws / "cache").rglob("*") if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_a_failed_evaluation_leaves_no_reserved_run_folder(toy_ws, tmp_path):
     import subprocess
 
@@ -457,6 +463,7 @@ def test_a_failed_evaluation_leaves_no_reserved_run_folder(toy_ws, tmp_path):
     assert (list(runs.iterdir()) if runs.exists() else []) == []
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_report_folder_under_a_file_is_one_line_exit_3(toy_ws, tmp_path):
     """Defect 3: an unwritable report folder gave a traceback and exit 1 (1 means regression)."""
     (tmp_path / "some_file").write_text("x")
@@ -469,6 +476,7 @@ def test_report_folder_under_a_file_is_one_line_exit_3(toy_ws, tmp_path):
     assert (tmp_path / "some_file").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["some_file"]
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_unwritable_cache_is_one_line_exit_3_naming_it(toy_ws, tmp_path):
     import shutil
 
@@ -483,6 +491,7 @@ def test_unwritable_cache_is_one_line_exit_3_naming_it(toy_ws, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_disk_full_while_caching_is_one_line_exit_3_and_leaves_nothing_partial(toy_ws, tmp_path, monkeypatch):
     import errno
     import os
@@ -505,6 +514,7 @@ def test_disk_full_while_caching_is_one_line_exit_3_and_leaves_nothing_partial(t
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_disk_full_while_writing_the_run_folder_keeps_nothing_partial(toy_ws, tmp_path, monkeypatch):
     import errno
     import os
@@ -526,6 +536,7 @@ def test_disk_full_while_writing_the_run_folder_keeps_nothing_partial(toy_ws, tm
     assert list((tmp_path / "reports").iterdir()) == []
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_ctrl_c_while_a_cache_entry_is_written_prints_one_line(toy_ws, tmp_path):
     """Defect 12: Ctrl-C inside the cache write printed 'seek of closed file' under the exit-130 message."""
     import shutil
@@ -610,6 +621,7 @@ def test_help_shows_no_python_types_and_the_real_defaults():
     assert squeezed("<card dir>/../baselines/<name>-<weights>-<size>.json") in squeezed(run("run", "--help").output)
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_synthesize_toy_does_not_claim_a_seed_it_ignores(tmp_path):
     r = run("synthesize", "--kind", "toy", "--seed", "7", "-w", tmp_path / "ws")
     assert r.exit_code == 0, r.output
@@ -686,6 +698,7 @@ def test_an_empty_workspace_option_is_a_usage_error(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_a_file_in_place_of_the_runs_folder_is_one_line_exit_3_named_absolutely(toy_ws, tmp_path, monkeypatch):
     """Review finding 19: a file at reports/runs gave 'reports/runs: File exists' (relative, unclear)."""
     monkeypatch.chdir(tmp_path)

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ssh_toolkit.cli import app
@@ -28,6 +29,7 @@ def test_cpu_flags_are_read_from_proc_cpuinfo(tmp_path):
                                                 "avx512_vnni": False, "avx512f": True})
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_default_precision_agrees_with_the_cpu_flags_and_each_ir_reads_it_back(standin_ws, mo_env):
     ws, _, irs = standin_ws
     rep = diagnose(ws)

@@ -106,6 +106,7 @@ def _run_fake(home: Path, code: str, **env) -> subprocess.Popen:
 ENSURE = "\nenv = le.ensure_mo_env()\nprint('ENV', env.path)\n"
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_two_processes_at_once_one_builds_the_other_waits_and_reuses(tmp_path):
     a = _run_fake(tmp_path, ENSURE, FAKE_PIP_SECONDS="3")
     import time
@@ -202,6 +203,7 @@ def test_env_var_names_the_users_env(fakes, tmp_path, monkeypatch):
 
 # ---- real environments -------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_the_real_env_holds_mo_2023_3_with_the_mxnet_frontend(mo_env):
     assert mo_env.packages["openvino-dev"] == "2023.3.0" and mo_env.packages["numpy"] == "1.23.5"
     assert mo_env.packages["mxnet"] == "1.9.1" and mo_env.mo_version.startswith("2023.3.0")
@@ -209,6 +211,7 @@ def test_the_real_env_holds_mo_2023_3_with_the_mxnet_frontend(mo_env):
     assert st.state == "ready", st
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_this_projects_own_environment_is_refused_as_mo_env(monkeypatch):
     """A real probe of a real environment without openvino-dev (the toolkit's own, on OpenVINO 2026)."""
     monkeypatch.setattr(le, "_CHECKED", {})
@@ -217,6 +220,7 @@ def test_this_projects_own_environment_is_refused_as_mo_env(monkeypatch):
         le.ensure_mo_env(own)
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_unreachable_package_index_is_one_line_exit_3_and_no_partial_env(tmp_path, card, monkeypatch):
     from ssh_toolkit.standins.toy import synthesize_toy
     from ssh_toolkit.workspace import Workspace
@@ -264,6 +268,7 @@ def test_real_creation_from_the_package_index(tmp_path, monkeypatch):
     assert le.ensure_mo_env(home=tmp_path, say=say_into(lines)).path == path and lines == []
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_convert_with_mo_env(standin_ws, mo_env, monkeypatch):
     ws, _, _ = standin_ws
     monkeypatch.setattr(le, "_CHECKED", {})

@@ -4,6 +4,7 @@ numpy 1.23.5 of the legacy environment (the Accuracy Checker's)."""
 import subprocess
 
 import numpy as np
+import pytest
 
 from ssh_toolkit.model.ranking import reference_argsort
 
@@ -14,6 +15,7 @@ np.save(sys.argv[2], np.stack([np.argsort(a), np.argsort(-a)]))
 """
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_reference_argsort_equals_numpy_1_23_argsort(mo_env, tmp_path):
     rng = np.random.default_rng(7)
     for dtype, n in ((np.float32, 17), (np.float32, 12800), (np.float64, 200_000)):

@@ -4,18 +4,22 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def _run(code: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MXNET_SUBGRAPH_VERBOSE")}
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_importing_the_toolkit_changes_no_environment():
     out = _run("import os, ssh_toolkit, ssh_toolkit.cli, ssh_toolkit.evaluation\n"
                "print(os.environ.get('OMP_NUM_THREADS'), os.environ.get('MXNET_SUBGRAPH_VERBOSE'))")
     assert out.split() == ["None", "None"]
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_import_mxnet_sets_threads_to_the_core_count_and_keeps_a_users_value():
     out = _run("import os\nfrom ssh_toolkit.runners.mxnet_import import import_mxnet\nimport_mxnet()\n"
                "print(os.environ['OMP_NUM_THREADS'], os.environ['MXNET_SUBGRAPH_VERBOSE'])")
@@ -27,6 +31,7 @@ def test_import_mxnet_sets_threads_to_the_core_count_and_keeps_a_users_value():
     assert out.strip() == "1"
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_numpy_alias_is_the_only_patch_and_mxnet_imports():
     import json
 
@@ -45,6 +50,7 @@ def test_numpy_alias_is_the_only_patch_and_mxnet_imports():
         assert changed == []
 
 
+@pytest.mark.slow  # a subprocess, Model Optimizer or the legacy environment
 def test_mxnet_does_not_import_on_this_numpy_without_the_alias():
     """The alias is needed (if this starts passing, drop it from mxnet_import.py)."""
     proc = subprocess.run([sys.executable, "-c", "import mxnet"], capture_output=True, text=True)

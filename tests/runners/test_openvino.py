@@ -10,6 +10,8 @@ from conftest import SMALL
 from ssh_toolkit.errors import BackendError
 from ssh_toolkit.runners.openvino import OpenVINORunner
 
+pytestmark = pytest.mark.slow  # the standin_ws fixture runs Model Optimizer
+
 LOOP = """
 import sys, numpy as np
 from ssh_toolkit.runners.openvino import OpenVINORunner
