@@ -200,8 +200,8 @@ def synthesize(
     kind: Annotated[Literal[STANDIN_KINDS], typer.Option(
         help="standin: seeded weights with the exact SSH architecture (numeric parity only); toy: a toy detector "
              "with the SSH input/output contract that finds the faces of the generated sample dataset.")] = "standin",
-    seed: Annotated[int, typer.Option(help="Random seed of --kind standin; the same seed gives byte-identical "
-                                           "params. The toy's weights are fixed (the seed is not used).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of --kind standin; the same seed gives byte-identical "
+                                                  "params. The toy's weights are fixed (the seed is not used).")] = 0,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -318,7 +318,7 @@ def compare(
 def make_sample_cmd(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Dataset root [default: <workspace>/data/wider-sample].")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical files.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives byte-identical files.")] = 0,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Generate the small deterministic sample dataset in the exact WIDER FACE val layout."""
@@ -361,7 +361,7 @@ def evaluate(
                               "adds the official WIDER Easy/Medium/Hard AP as a separate metric.")] = None,
     report_dir: Annotated[Optional[Path], typer.Option(
         "--report-dir", help="Run folder [default: reports/runs/<time>-<weights>-<size>].")] = None,
-    jobs: Annotated[int, typer.Option(help="OpenVINO infer requests in flight (0 = OpenVINO's choice).")] = 0,
+    jobs: Annotated[int, typer.Option(min=0, help="OpenVINO infer requests in flight (0 = OpenVINO's choice).")] = 0,
     strict_images: Annotated[bool, typer.Option(
         "--strict-images", help="Refuse damaged images that still decode (a truncated JPEG) before inference, "
                                 "instead of naming them in the output and the report's image_warnings.")] = False,

@@ -694,3 +694,18 @@ def test_a_file_in_place_of_the_runs_folder_is_one_line_exit_3_named_absolutely(
     r = run("evaluate", "-w", toy_ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--model", "mxnet")
     assert r.exit_code == 3, r.output
     assert _one_error_line(r.output) == f"ssh-toolkit: error: {tmp_path / 'reports' / 'runs'}: Not a directory"
+
+
+@pytest.mark.parametrize("args, option", [
+    (("evaluate", "--jobs", "-1"), "--jobs"),
+    (("make-sample", "--seed", "-5"), "--seed"),
+    (("synthesize", "--kind", "standin", "--seed", "-1"), "--seed"),
+    (("synthesize", "--kind", "toy", "--seed", "-1"), "--seed"),
+])
+def test_negative_counts_and_seeds_are_refused_up_front(tmp_path, args, option):
+    ws = tmp_path / "ws"
+    r = run(*args, "-w", ws)
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    assert f"Invalid value for '{option}'" in r.output and "greater than or equal to 0" in r.output, r.output
+    assert not ws.exists()  # refused before any work
