@@ -276,8 +276,8 @@ def import_checkpoint_files(directory: Path | str, card: ModelCard, workspace: W
         for name in (spec.symbol_file, spec.params_file):
             shutil.copyfile(src / name, tmp / name)
         return _record(tmp, dest, spec, {"from": "directory", "directory": str(src.resolve()),
-                                         "verified": "file naming, format and parameter count (reference.params); the card holds no "
-                                                    "per-file checksum"})
+                                         "verified": "file naming, format and parameter count (reference.params); "
+                                                     "the card holds no per-file checksum"})
 
 
 # ------------------------------------------------------------------------------------------------------------
