@@ -373,7 +373,8 @@ def evaluate(
     Accuracy Checker protocol, plus numeric parity and box match rate of each IR against MXNet.
 
     Raw outputs are cached per model and image: an interrupted run resumes, a re-run re-scores without
-    inference. Writes summary.json, CSV/JSON tables and report.md into the run folder.
+    inference. Writes summary.json, CSV/JSON tables and report.md into the run folder. Exit 1 when an IR's numeric
+    parity verdict fails (the run folder is written and kept; 'ssh-toolkit gate' shows the verdicts).
     """
     from .evaluation import evaluate as do_evaluate
     from .evaluation import load_irs
@@ -396,6 +397,16 @@ def evaluate(
                          run_dir=report_dir, jobs=jobs, official_gt=official_gt, strict_images=strict_images,
                          exec_precisions=exec_precision or ("f32", "default"))
         _print_evaluation(ev)
+        _raise_for_parity(ev)
+
+
+def _raise_for_parity(ev) -> None:
+    """Exit 1 (GateFailure) when the run judged an IR's output outside its tolerance; the run folder is kept."""
+    failed = [f"{p.test}: {', '.join(p.failed)}" for p in ev.parity if not p]
+    if failed:
+        from .errors import GateFailure
+
+        raise GateFailure(f"parity failed for {'; '.join(failed)} (see {(ev.run_dir / 'summary.json').resolve()})")
 
 
 def _say_left_out(card, ck, irs, size: int) -> None:
@@ -524,6 +535,7 @@ def run(
         typer.echo(f"HTML report: {result.html.resolve()}")
         if result.gate is None:
             typer.echo(_missing_baseline_hint(result.baseline.resolve(), result.evaluation.run_dir.resolve()))
+            _raise_for_parity(result.evaluation)  # without a gate, a failed parity verdict still fails the run
             return
         _print_gate(result.gate)
         result.gate.raise_for_failure()

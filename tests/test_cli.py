@@ -709,3 +709,37 @@ def test_negative_counts_and_seeds_are_refused_up_front(tmp_path, args, option):
     assert "Traceback" not in r.output
     assert f"Invalid value for '{option}'" in r.output and "greater than or equal to 0" in r.output, r.output
     assert not ws.exists()  # refused before any work
+
+
+def test_evaluate_exits_1_when_a_parity_verdict_fails_and_keeps_the_run_folder(toy_ws, tmp_path, card):
+    """README's exit table: 1 when a parity tolerance failed; evaluate agrees with compare (finding 6)."""
+    import yaml
+
+    data = yaml.safe_load(card.path.read_text())
+    data["tolerances"]["FP32"] = {"default": {"atol": 1e-12, "rtol": 0.0, "min_cosine": 0.5}}
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    r = run("evaluate", "-w", toy_ws, "-p", strict, "--weights", "toy", "--limit", 2, "--input-size", SMALL,
+            "--exec-precision", "f32", "--report-dir", out)
+    assert r.exit_code == 1, r.output
+    assert re.search(r"^parity\[ir-fp32\]: FAIL rpn_cls_prob_reshape_stride32: ", r.output, re.M), r.output
+    assert f"summary: {(out / 'summary.json').resolve()}" in r.output
+    summary = json.loads((out / "summary.json").read_text())
+    failed = [o for o, s in summary["parity"]["ir-fp32"].items() if not s["passed"]]
+    assert failed
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: parity failed for ir-fp32: {', '.join(failed)} "
+                                         f"(see {(out / 'summary.json').resolve()})")
+    _assert_complete_run(out)  # the run folder is written and kept
+
+    r = run("evaluate", "-w", toy_ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL,
+            "--exec-precision", "f32", "--report-dir", tmp_path / "ok")
+    assert r.exit_code == 0 and "parity[ir-fp32]: PASS" in r.output, r.output
+
+
+def test_evaluate_help_and_readme_say_exit_1_on_a_failed_parity_verdict():
+    h = run("evaluate", "--help")
+    assert "Exit 1 when an IR's numeric parity verdict fails" in " ".join(h.output.split())
+    table = README.read_text(encoding="utf-8").split("### Exit codes", 1)[1]
+    row = next(ln for ln in table.splitlines() if ln.startswith("| 1 |"))
+    assert "a parity verdict failed (`compare`, `evaluate`, `run`;" in row
