@@ -743,3 +743,65 @@ def test_evaluate_help_and_readme_say_exit_1_on_a_failed_parity_verdict():
     table = README.read_text(encoding="utf-8").split("### Exit codes", 1)[1]
     row = next(ln for ln in table.splitlines() if ln.startswith("| 1 |"))
     assert "a parity verdict failed (`compare`, `evaluate`, `run`;" in row
+
+
+# ------------------------------------------- a write that fails inside MXNet or OpenCV (finding 12: a full disk)
+
+
+@pytest.fixture()
+def file_size_limit():
+    """Lower this process's file size limit (RLIMIT_FSIZE) for the block: a write past it fails, as on a full
+    disk, in Python (EFBIG) and inside MXNet's or OpenCV's own C writers alike."""
+    import contextlib
+    import resource
+    import signal
+
+    @contextlib.contextmanager
+    def limit(nbytes: int):
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, old)
+    return limit
+
+
+def test_synthesize_failing_to_write_the_params_is_one_line_exit_3_naming_it(tmp_path, file_size_limit):
+    ws = tmp_path / "ws"
+    with file_size_limit(200_000):  # the toy params are 1.4 MB
+        r = run("synthesize", "--kind", "toy", "-w", ws)
+    assert r.exit_code == 3, r.output
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: {ws / 'checkpoints' / 'toy' / 'sshb-0000.params'}: "
+                                         f"write failed (MXNet: FileStream.Write incomplete)")
+    assert not (ws / "checkpoints" / "toy").exists() and list((ws / "checkpoints").iterdir()) == []
+
+
+def test_synthesize_on_a_full_disk_says_so(tmp_path, file_size_limit, monkeypatch):
+    import shutil as sh
+    from collections import namedtuple
+
+    from ssh_toolkit import fileio
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(fileio.shutil, "disk_usage", lambda p: usage(1 << 20, 1 << 20, 0) if "ws" in str(p)
+                        else sh.disk_usage(p))
+    ws = tmp_path / "ws"
+    with file_size_limit(200_000):
+        r = run("synthesize", "--kind", "toy", "-w", ws)
+    assert r.exit_code == 3, r.output
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: {ws / 'checkpoints' / 'toy' / 'sshb-0000.params'}: "
+                                         f"No space left on device")
+
+
+def test_make_sample_failing_to_write_an_image_is_one_line_exit_3_naming_it(tmp_path, file_size_limit):
+    out = tmp_path / "sample"
+    with file_size_limit(30_000):  # the images are about 80 KB
+        r = run("make-sample", "--out", out)
+    assert r.exit_code == 3, r.output
+    line = _one_error_line(r.output)
+    assert line.startswith(f"ssh-toolkit: error: {out / 'WIDER_val' / 'images'}/") and \
+        line.endswith("_sample_1.jpg: File too large"), line
+    assert not out.exists() and list(tmp_path.iterdir()) == []
