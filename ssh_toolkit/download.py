@@ -143,6 +143,19 @@ def find_checkpoint(card: ModelCard, workspace: Workspace) -> Checkpoint | None:
     return ck
 
 
+def _refuse_a_standin(src: Path) -> None:
+    """A folder the toolkit wrote a stand-in into says so in its checkpoint.json (the standin has the real
+    architecture, so its parameter count alone cannot tell)."""
+    rec = src / Checkpoint.RECORD
+    try:
+        kind = json.loads(rec.read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(kind, str) and kind != KIND:
+        raise InputDataError(f"{rec}: these files are the toolkit's {kind} checkpoint (stand-in weights), not the "
+                             f"real weights; use '--weights {kind}' instead")
+
+
 def parameter_count(info: CheckpointInfo) -> int:
     """The number of learned parameters of a checkpoint: the elements of every argument of its symbol."""
     total = 0
@@ -270,6 +283,7 @@ def import_checkpoint_files(directory: Path | str, card: ModelCard, workspace: W
     folder = _find_pair(names, spec.symbol_file, spec.params_file, str(directory), unpacked=True)
     src = directory / folder if folder else directory
     info = check_checkpoint(src / spec.symbol_file, src / spec.params_file, card.input.name)
+    _refuse_a_standin(src)
     check_parameter_count(info, src / spec.params_file, card)
     dest = workspace.checkpoint_dir(KIND)
     with atomic_dir(dest, kind="checkpoint") as tmp:

@@ -574,7 +574,28 @@ def test_the_cli_refuses_a_toy_checkpoint_imported_as_the_real_one(tmp_path, car
     ws = tmp_path / "ws"
     r = CliRunner().invoke(app, ["download", "-w", str(ws), "--from-dir", str(toy.directory)])
     assert r.exit_code == 2, r.output
-    assert r.output == (f"ssh-toolkit: error: {toy.params_path}: holds 344,236 parameters, not the 19,768,420 of "
+    assert r.output == (f"ssh-toolkit: error: {toy.directory / 'checkpoint.json'}: these files are the toolkit's toy "
+                        f"checkpoint (stand-in weights), not the real weights; use '--weights toy' instead\n")
+    bare = tmp_path / "bare"  # the two files alone, without the record that says what they are
+    bare.mkdir()
+    for p in (toy.symbol_path, toy.params_path):
+        shutil.copyfile(p, bare / p.name)
+    r = CliRunner().invoke(app, ["download", "-w", str(ws), "--from-dir", str(bare)])
+    assert r.exit_code == 2, r.output
+    assert r.output == (f"ssh-toolkit: error: {bare / toy.params_path.name}: holds 344,236 parameters, not the 19,768,420 of "
                         f"ssh-mxnet (reference.params in {card.path}): not the real weights (stand-ins are made "
                         f"with 'ssh-toolkit synthesize')\n")
     assert not (ws / "checkpoints" / "real").exists()
+
+
+def test_a_standin_folder_is_not_imported_as_the_real_weights_though_its_count_matches(tmp_path, card):
+    """The standin has the exact architecture (19,768,420 parameters); its checkpoint.json says what it is."""
+    from ssh_toolkit.standins.synthesize import synthesize_standin
+
+    standin = synthesize_standin(card, tmp_path / "standin")
+    ws = Workspace(tmp_path / "ws")
+    with pytest.raises(InputDataError) as e:
+        download_checkpoint(card, ws, from_dir=standin.directory)
+    assert str(e.value) == (f"{standin.directory / 'checkpoint.json'}: these files are the toolkit's standin "
+                            f"checkpoint (stand-in weights), not the real weights; use '--weights standin' instead")
+    assert not ws.checkpoint_dir("real").exists()
