@@ -343,13 +343,57 @@ def _tolerance(r: _Reader, node: Any, prefix: str) -> Tolerance:
     return t
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping holding the same key twice (PyYAML silently keeps the last one)."""
+
+    def __init__(self, stream: str, path: Path) -> None:
+        super().__init__(stream)
+        self.card_path = path
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        self._refuse_duplicates(node, "")
+        return self.construct_document(node)
+
+    def _refuse_duplicates(self, node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+                line = key_node.start_mark.line + 1
+                if key is not None and key in seen:
+                    raise CardError(f"{self.card_path}: key '{prefix}{key}': duplicate key at line {line} (first "
+                                    f"at line {seen[key]})")
+                if key is not None:
+                    seen[key] = line
+                self._refuse_duplicates(value_node, f"{prefix}{key}." if key is not None else prefix)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._refuse_duplicates(item, f"{prefix.rstrip('.')}[{i}].")
+
+
+def _load_yaml(path: Path, text: str) -> Any:
+    loader = _UniqueKeyLoader(text, path)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
     """Read and validate a pipeline file. Raises CardError naming the file and the key."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _load_yaml(path, path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise CardError(f"{path}: pipeline file not found") from None
+    except IsADirectoryError:
+        raise CardError(f"{path}: is a directory, expected a YAML pipeline file") from None
+    except UnicodeDecodeError as e:
+        raise CardError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); expected a "
+                        f"YAML pipeline file") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -422,6 +466,10 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
     names = [o.name for o in outs]
     if len(set(names)) != len(names):
         raise r.fail("outputs", "output names must be unique")
+    largest_stride = max(o.stride for o in outs)
+    if input_spec.size % largest_stride:
+        raise r.fail("input.size", f"must be a multiple of {largest_stride} (the largest output stride), got "
+                                   f"{input_spec.size}")
 
     an = r.get(data, "anchors")
     scales_node = r.get(an, "scales", "anchors.")

@@ -200,8 +200,8 @@ def synthesize(
     kind: Annotated[Literal[STANDIN_KINDS], typer.Option(
         help="standin: seeded weights with the exact SSH architecture (numeric parity only); toy: a toy detector "
              "with the SSH input/output contract that finds the faces of the generated sample dataset.")] = "standin",
-    seed: Annotated[int, typer.Option(help="Random seed of --kind standin; the same seed gives byte-identical "
-                                           "params. The toy's weights are fixed (the seed is not used).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of --kind standin; the same seed gives byte-identical "
+                                                  "params. The toy's weights are fixed (the seed is not used).")] = 0,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -318,7 +318,7 @@ def compare(
 def make_sample_cmd(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Dataset root [default: <workspace>/data/wider-sample].")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical files.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives byte-identical files.")] = 0,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Generate the small deterministic sample dataset in the exact WIDER FACE val layout."""
@@ -361,7 +361,7 @@ def evaluate(
                               "adds the official WIDER Easy/Medium/Hard AP as a separate metric.")] = None,
     report_dir: Annotated[Optional[Path], typer.Option(
         "--report-dir", help="Run folder [default: reports/runs/<time>-<weights>-<size>].")] = None,
-    jobs: Annotated[int, typer.Option(help="OpenVINO infer requests in flight (0 = OpenVINO's choice).")] = 0,
+    jobs: Annotated[int, typer.Option(min=0, help="OpenVINO infer requests in flight (0 = OpenVINO's choice).")] = 0,
     strict_images: Annotated[bool, typer.Option(
         "--strict-images", help="Refuse damaged images that still decode (a truncated JPEG) before inference, "
                                 "instead of naming them in the output and the report's image_warnings.")] = False,
@@ -373,7 +373,8 @@ def evaluate(
     Accuracy Checker protocol, plus numeric parity and box match rate of each IR against MXNet.
 
     Raw outputs are cached per model and image: an interrupted run resumes, a re-run re-scores without
-    inference. Writes summary.json, CSV/JSON tables and report.md into the run folder.
+    inference. Writes summary.json, CSV/JSON tables and report.md into the run folder. Exit 1 when an IR's numeric
+    parity verdict fails (the run folder is written and kept; 'ssh-toolkit gate' shows the verdicts).
     """
     from .evaluation import evaluate as do_evaluate
     from .evaluation import load_irs
@@ -396,6 +397,16 @@ def evaluate(
                          run_dir=report_dir, jobs=jobs, official_gt=official_gt, strict_images=strict_images,
                          exec_precisions=exec_precision or ("f32", "default"))
         _print_evaluation(ev)
+        _raise_for_parity(ev)
+
+
+def _raise_for_parity(ev) -> None:
+    """Exit 1 (GateFailure) when the run judged an IR's output outside its tolerance; the run folder is kept."""
+    failed = [f"{p.test}: {', '.join(p.failed)}" for p in ev.parity if not p]
+    if failed:
+        from .errors import GateFailure
+
+        raise GateFailure(f"parity failed for {'; '.join(failed)} (see {(ev.run_dir / 'summary.json').resolve()})")
 
 
 def _say_left_out(card, ck, irs, size: int) -> None:
@@ -524,6 +535,7 @@ def run(
         typer.echo(f"HTML report: {result.html.resolve()}")
         if result.gate is None:
             typer.echo(_missing_baseline_hint(result.baseline.resolve(), result.evaluation.run_dir.resolve()))
+            _raise_for_parity(result.evaluation)  # without a gate, a failed parity verdict still fails the run
             return
         _print_gate(result.gate)
         result.gate.raise_for_failure()

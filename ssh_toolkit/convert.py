@@ -125,7 +125,8 @@ def check_checkpoint_naming(checkpoint: Checkpoint) -> None:
 
 def _fingerprint(checkpoint: Checkpoint, args: list[str], version: str) -> str:
     h = hashlib.sha256()
-    h.update(checkpoint.params_sha256.encode())
+    # The files as they are now (not the sha256 checkpoint.json recorded): an edited checkpoint is never "up to date".
+    h.update(sha256_file(checkpoint.params_path).encode())
     h.update(sha256_file(checkpoint.symbol_path).encode())
     # Paths differ between machines and clones; the checkpoint content is covered by the hashes above.
     h.update(json.dumps([a for a in args if not a.startswith("--input_model=")]).encode())

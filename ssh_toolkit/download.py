@@ -8,7 +8,8 @@ Three ways in, all ending in ``workspace.checkpoint_dir("real")`` with a ``check
   (HTML page? size? sha256?) before it is renamed to ``downloads/<archive>`` and unpacked.
 * ``archive=PATH`` imports an archive the user already has, with the same checks.
 * :func:`import_checkpoint_files` copies already-unpacked ``<prefix>-symbol.json`` +
-  ``<prefix>-<epoch:04d>.params`` (the card holds no per-file checksum, so the naming and the format are checked).
+  ``<prefix>-<epoch:04d>.params`` (the card holds no per-file checksum, so the naming, the format and the
+  parameter count, the card's ``reference.params``, are checked).
 
 Whichever way they come, the two files are checked to be an MXNet checkpoint (the symbol parses, the params parse
 and hold every argument of the symbol) before they are accepted, without starting MXNet (:mod:`.mxnet_format`).
@@ -39,7 +40,7 @@ from . import __version__
 from .card import CheckpointSpec, ModelCard
 from .errors import InputDataError, UsageError
 from .fileio import atomic_dir, check_replaceable, sha256_file, write_json
-from .mxnet_format import MXNetFormatError, check_checkpoint
+from .mxnet_format import ARG_PREFIX, CheckpointInfo, MXNetFormatError, check_checkpoint
 from .workspace import Checkpoint, Workspace
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,47 @@ def find_checkpoint(card: ModelCard, workspace: Workspace) -> Checkpoint | None:
         return None
     if sha256_file(ck.params_path) != ck.params_sha256:
         return None
+    if prov.get("archive_sha256") is None:  # imported unpacked files: no checksum vouches for them
+        try:
+            check_parameter_count(check_checkpoint(ck.symbol_path, ck.params_path, card.input.name), ck.params_path,
+                                  card)
+        except InputDataError:
+            return None
     return ck
+
+
+def _refuse_a_standin(src: Path) -> None:
+    """A folder the toolkit wrote a stand-in into says so in its checkpoint.json (the standin has the real
+    architecture, so its parameter count alone cannot tell)."""
+    rec = src / Checkpoint.RECORD
+    try:
+        kind = json.loads(rec.read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(kind, str) and kind != KIND:
+        raise InputDataError(f"{rec}: these files are the toolkit's {kind} checkpoint (stand-in weights), not the "
+                             f"real weights; use '--weights {kind}' instead")
+
+
+def parameter_count(info: CheckpointInfo) -> int:
+    """The number of learned parameters of a checkpoint: the elements of every argument of its symbol."""
+    total = 0
+    for name in info.symbol.arguments:
+        n = 1
+        for d in info.params[ARG_PREFIX + name].shape:
+            n *= d
+        total += n
+    return total
+
+
+def check_parameter_count(info: CheckpointInfo, params_path: Path, card: ModelCard) -> None:
+    """InputDataError unless the checkpoint has the card's ``reference.params``: unpacked files carry no
+    checksum, so this is what tells the real model from a stand-in (or another network) given by mistake."""
+    n = parameter_count(info)
+    if n != card.reference_params:
+        raise InputDataError(f"{params_path}: holds {n:,} parameters, not the {card.reference_params:,} of "
+                             f"{card.name} (reference.params in {card.path}): not the real weights (stand-ins are "
+                             f"made with 'ssh-toolkit synthesize')")
 
 
 def fetch_archive(
@@ -241,13 +282,16 @@ def import_checkpoint_files(directory: Path | str, card: ModelCard, workspace: W
              if p.is_file() and len(p.relative_to(directory).parts) <= 2]
     folder = _find_pair(names, spec.symbol_file, spec.params_file, str(directory), unpacked=True)
     src = directory / folder if folder else directory
-    check_checkpoint(src / spec.symbol_file, src / spec.params_file, card.input.name)
+    info = check_checkpoint(src / spec.symbol_file, src / spec.params_file, card.input.name)
+    _refuse_a_standin(src)
+    check_parameter_count(info, src / spec.params_file, card)
     dest = workspace.checkpoint_dir(KIND)
     with atomic_dir(dest, kind="checkpoint") as tmp:
         for name in (spec.symbol_file, spec.params_file):
             shutil.copyfile(src / name, tmp / name)
         return _record(tmp, dest, spec, {"from": "directory", "directory": str(src.resolve()),
-                                         "verified": "file naming only; the card holds no per-file checksum"})
+                                         "verified": "file naming, format and parameter count (reference.params); "
+                                                     "the card holds no per-file checksum"})
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -503,6 +503,20 @@ def atomic_dir(path: str | Path, *, kind: str, checked: FolderCheck | None = Non
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def library_write_error(path: str | Path, nbytes: int, detail: str) -> OSError:
+    """The OSError for a write a library (MXNet's C++ writer) reported as failed without an errno: "No space left
+    on device" when the disk holds less than the ``nbytes`` it was writing, else "write failed (<detail>)"."""
+    path = Path(path)
+    folder = next((p for p in path.parents if p.exists()), Path("."))
+    try:
+        full = shutil.disk_usage(folder).free < nbytes
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return OSError(errno.EIO, f"write failed ({' '.join(detail.split())})", str(path))
+
+
 def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

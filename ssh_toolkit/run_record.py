@@ -180,10 +180,15 @@ class RunSummary:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "RunSummary":
+        """The summary in ``d`` (format 1 upgraded); :class:`InvalidSummary` (a ValueError) names a key whose
+        value has the wrong type, is missing or unknown."""
+        if not isinstance(d, dict):
+            raise InvalidSummary(f"expected a JSON object, got {_json_kind(d)}")
         d = dict(d)
         fmt = d.setdefault("format", 1)
         if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt > SUMMARY_FORMAT:
-            raise ValueError(f"format {fmt!r} is newer than this ssh-toolkit reads ({SUMMARY_FORMAT})")
+            raise InvalidSummary(f"format {fmt!r} is newer than this ssh-toolkit reads ({SUMMARY_FORMAT})")
+        _check_summary(d)
         if fmt == 1:  # older vocabulary
             if d.get("weights") == "stand-in":
                 d["weights"] = "standin"
@@ -205,5 +210,96 @@ class RunSummary:
             raise InputDataError(f"{path}: missing; is {run_dir} a folder written by 'ssh-toolkit evaluate'?")
         try:
             return cls.from_json(json.loads(path.read_text(encoding="utf-8-sig")))  # a BOM is no error
+        except InvalidSummary as e:
+            raise InputDataError(f"{path}: not a valid run summary: {e}") from None
         except (ValueError, TypeError, KeyError) as e:
             raise InputDataError(f"{path}: not a valid run summary ({e})") from None
+
+
+class InvalidSummary(ValueError):
+    """A summary.json whose content does not have the shape of a :class:`RunSummary`; the message names the key."""
+
+
+def _json_kind(v: Any) -> str:
+    return {list: "a list", str: "a string", type(None): "null", bool: "a boolean"}.get(type(v), repr(v))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)  # NaN and infinities are numbers (judged later)
+
+
+_EXPECTED = {  # the check and how to say what was expected
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "int": (_is_int, "an integer"),
+    "number": (_is_number, "a number"),
+    "number|null": (lambda v: v is None or _is_number(v), "a number or null"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "object": (lambda v: isinstance(v, dict), "a JSON object"),
+}
+# Field types of summary.json (format 1 or 2; format-1 names included), per record.
+_SUMMARY_FIELDS = {
+    "run_id": "str", "model": "str", "map": "object", "n_images": "int", "input_size": "int", "protocol": "str",
+    "protocol_params": "object", "weights": "str", "checkpoint_kind": "str", "note": "str", "reference_map": "number",
+    "dataset": "object", "precisions": "object", "parity": "object", "box_match": "object", "official": "object",
+    "card_sha256": "str", "versions": "object", "created": "str", "format": "int", "runtime": "object",
+    "detection_parity": "object",
+}
+_SUMMARY_REQUIRED = ("run_id", "model", "map", "n_images", "input_size", "protocol", "protocol_params", "weights",
+                     "checkpoint_kind", "note", "reference_map", "dataset", "precisions")
+_PARITY_FIELDS = {"max_abs": "number", "min_passing_atol": "number", "atol": "number", "cosine": "number",
+                  "min_cosine": "number", "passed": "bool", "reason": "str", "rtol": "number|null", "problem": "str"}
+_PARITY_REQUIRED = ("max_abs", "min_passing_atol", "atol", "cosine", "min_cosine", "passed")
+_BOX_MATCH_FIELDS = {"n_ref": "int", "n_test": "int", "matched": "int", "box_match_rate": "number",
+                     "match_rate": "number", "only_ref": "int", "only_test": "int", "mean_abs_score_diff": "number",
+                     "max_abs_score_diff": "number", "min_score": "number", "iou": "number"}
+
+
+def _check_record(d: Any, key: str, fields: dict[str, str], required: Sequence[str]) -> None:
+    """``d`` is a JSON object holding ``required`` and no key outside ``fields``, each of its type."""
+    if not isinstance(d, dict):
+        raise InvalidSummary(f"key '{key}': expected a JSON object, got {d!r}")
+    prefix = f"{key}." if key else ""
+    for k in required:
+        if k not in d:
+            raise InvalidSummary(f"key '{prefix}{k}': missing")
+    for k, v in d.items():
+        if k not in fields:
+            raise InvalidSummary(f"key '{prefix}{k}': unknown key")
+        ok, what = _EXPECTED[fields[k]]
+        if not ok(v):
+            raise InvalidSummary(f"key '{prefix}{k}': expected {what}, got {v!r}")
+
+
+def _check_map_of(d: dict[str, Any], key: str, kind: str) -> None:
+    ok, what = _EXPECTED[kind]
+    for k, v in d.items():
+        if not ok(v):
+            raise InvalidSummary(f"key '{key}.{k}': expected {what}, got {v!r}")
+
+
+def _check_summary(d: dict[str, Any]) -> None:
+    """Every key of a summary.json has the type the readers (gate, reports) rely on; else InvalidSummary."""
+    _check_record(d, "", _SUMMARY_FIELDS, _SUMMARY_REQUIRED)
+    if d["n_images"] < 0:
+        raise InvalidSummary(f"key 'n_images': expected a count >= 0, got {d['n_images']!r}")
+    if d["input_size"] <= 0:
+        raise InvalidSummary(f"key 'input_size': expected a positive integer, got {d['input_size']!r}")
+    _check_map_of(d["map"], "map", "number")
+    _check_map_of(d["precisions"], "precisions", "str")
+    for model, outs in d.get("parity", {}).items():
+        if not isinstance(outs, dict):
+            raise InvalidSummary(f"key 'parity.{model}': expected a JSON object, got {outs!r}")
+        for out, s in outs.items():
+            _check_record(s, f"parity.{model}.{out}", _PARITY_FIELDS, _PARITY_REQUIRED)
+    for group, rate in (("box_match", "box_match_rate"), ("detection_parity", "match_rate")):
+        required = [k for k in _BOX_MATCH_FIELDS if k not in ("box_match_rate", "match_rate")] + [rate]
+        for model, s in d.get(group, {}).items():
+            _check_record(s, f"{group}.{model}", _BOX_MATCH_FIELDS, required)
+    for model, aps in d.get("official", {}).items():
+        if not isinstance(aps, dict):
+            raise InvalidSummary(f"key 'official.{model}': expected a JSON object, got {aps!r}")
+        _check_map_of(aps, f"official.{model}", "number")

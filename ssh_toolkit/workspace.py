@@ -107,7 +107,8 @@ class Checkpoint:
 
     @classmethod
     def load(cls, directory: str | Path, *, validate: bool = True) -> "Checkpoint":
-        """The checkpoint recorded in ``directory``; with ``validate``, its files are checked (:meth:`validate`)."""
+        """The checkpoint recorded in ``directory``; with ``validate``, its files are checked (:meth:`validate`) and
+        the params file must still be the one recorded (:meth:`check_unchanged`)."""
         directory = Path(directory)
         rec = directory / cls.RECORD
         if not rec.is_file():
@@ -122,4 +123,19 @@ class Checkpoint:
                 raise InputDataError(f"{p}: missing; the checkpoint in {directory} is incomplete")
         if validate:
             ck.validate()
+            ck.check_unchanged()
         return ck
+
+    def check_unchanged(self) -> None:
+        """InputDataError unless the params file still has the sha256 the record names (an edited checkpoint
+        would pair stale IRs with new weights)."""
+        from .fileio import sha256_file
+
+        if sha256_file(self.params_path) != self.params_sha256:
+            if self.kind == "real":
+                hint = "'ssh-toolkit download --archive ARCHIVE' (or --from-dir DIR)"
+            else:
+                seed = f" --seed {self.seed}" if self.seed is not None else ""
+                hint = f"'ssh-toolkit synthesize --kind {self.kind}{seed}'"
+            raise InputDataError(f"{self.params_path}: changed since the checkpoint was recorded (sha256 differs from "
+                                 f"the params_sha256 of {self.directory / self.RECORD}); make it again with {hint}")

@@ -189,3 +189,68 @@ def test_box_match_settings_and_the_old_key_named(tmp_path, card):
     with pytest.raises(CardError, match="detection_parity.*renamed to box_match") as e:
         load_card(old)
     assert "\n" not in str(e.value) and e.value.exit_code == 2
+
+
+# ------------------------------------------------------------------- file encoding, folders, duplicate keys, sizes
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("name: caf\xe9\n".encode("latin-1"), "not UTF-8 text (byte 0xe9 at offset 9)"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not UTF-8 text (byte 0x89 at offset 0)"),
+])
+def test_undecodable_card_is_a_one_line_card_error(tmp_path, content, reason):
+    path = tmp_path / "card.yaml"
+    path.write_bytes(content)
+    with pytest.raises(CardError) as e:
+        load_card(path)
+    assert str(e.value) == f"{path}: {reason}; expected a YAML pipeline file"
+    assert e.value.exit_code == 2
+
+
+def test_a_folder_as_the_card_is_a_one_line_card_error(tmp_path):
+    with pytest.raises(CardError) as e:
+        load_card(tmp_path)
+    assert str(e.value) == f"{tmp_path}: is a directory, expected a YAML pipeline file"
+    assert e.value.exit_code == 2
+
+
+def test_the_cli_reports_a_binary_or_folder_card_in_one_line_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from ssh_toolkit.cli import app
+
+    binary = tmp_path / "card.yaml"
+    binary.write_bytes(b"\xff\xfe\x00binary")
+    for card in (binary, tmp_path):
+        r = CliRunner().invoke(app, ["convert", "-p", str(card), "-w", str(tmp_path / "ws")])
+        assert r.exit_code == 2, r.output
+        assert r.output.count("\n") == 1 and r.output.startswith(f"ssh-toolkit: error: {card}: "), r.output
+
+
+def test_duplicate_keys_are_refused_naming_key_and_line(tmp_path):
+    text = DEFAULT_CARD.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("  size: 640"))
+    lines.insert(at + 1, "  size: 320\n")
+    path = tmp_path / "card.yaml"
+    path.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(CardError) as e:
+        load_card(path)
+    assert str(e.value) == f"{path}: key 'input.size': duplicate key at line {at + 2} (first at line {at + 1})"
+    top = tmp_path / "top.yaml"
+    top.write_text(text + "name: other\n", encoding="utf-8")
+    with pytest.raises(CardError, match=r"key 'name': duplicate key at line \d+ \(first at line 3\)"):
+        load_card(top)
+
+
+@pytest.mark.parametrize("size", [100, 48])
+def test_input_size_must_be_a_multiple_of_the_largest_stride_at_load(tmp_path, size):
+    path = _write(tmp_path, _set("input", "size", size))
+    with pytest.raises(CardError) as e:
+        load_card(path)
+    assert str(e.value) == (f"{path}: key 'input.size': must be a multiple of 32 (the largest output stride), "
+                            f"got {size}")
+
+
+def test_input_size_a_multiple_of_the_largest_stride_loads(tmp_path):
+    assert load_card(_write(tmp_path, _set("input", "size", 320))).input.size == 320

@@ -707,3 +707,114 @@ def test_a_file_in_place_of_the_runs_folder_is_one_line_exit_3_named_absolutely(
     r = run("evaluate", "-w", toy_ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL, "--model", "mxnet")
     assert r.exit_code == 3, r.output
     assert _one_error_line(r.output) == f"ssh-toolkit: error: {tmp_path / 'reports' / 'runs'}: Not a directory"
+
+
+@pytest.mark.parametrize("args, option", [
+    (("evaluate", "--jobs", "-1"), "--jobs"),
+    (("make-sample", "--seed", "-5"), "--seed"),
+    (("synthesize", "--kind", "standin", "--seed", "-1"), "--seed"),
+    (("synthesize", "--kind", "toy", "--seed", "-1"), "--seed"),
+])
+def test_negative_counts_and_seeds_are_refused_up_front(tmp_path, args, option):
+    ws = tmp_path / "ws"
+    r = run(*args, "-w", ws)
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    assert f"Invalid value for '{option}'" in r.output and "greater than or equal to 0" in r.output, r.output
+    assert not ws.exists()  # refused before any work
+
+
+def test_evaluate_exits_1_when_a_parity_verdict_fails_and_keeps_the_run_folder(toy_ws, tmp_path, card):
+    """README's exit table: 1 when a parity tolerance failed; evaluate agrees with compare (finding 6)."""
+    import yaml
+
+    data = yaml.safe_load(card.path.read_text())
+    data["tolerances"]["FP32"] = {"default": {"atol": 1e-12, "rtol": 0.0, "min_cosine": 0.5}}
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    r = run("evaluate", "-w", toy_ws, "-p", strict, "--weights", "toy", "--limit", 2, "--input-size", SMALL,
+            "--exec-precision", "f32", "--report-dir", out)
+    assert r.exit_code == 1, r.output
+    assert re.search(r"^parity\[ir-fp32\]: FAIL rpn_cls_prob_reshape_stride32: ", r.output, re.M), r.output
+    assert f"summary: {(out / 'summary.json').resolve()}" in r.output
+    summary = json.loads((out / "summary.json").read_text())
+    failed = [o for o, s in summary["parity"]["ir-fp32"].items() if not s["passed"]]
+    assert failed
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: parity failed for ir-fp32: {', '.join(failed)} "
+                                         f"(see {(out / 'summary.json').resolve()})")
+    _assert_complete_run(out)  # the run folder is written and kept
+
+    r = run("evaluate", "-w", toy_ws, "--weights", "toy", "--limit", 2, "--input-size", SMALL,
+            "--exec-precision", "f32", "--report-dir", tmp_path / "ok")
+    assert r.exit_code == 0 and "parity[ir-fp32]: PASS" in r.output, r.output
+
+
+def test_evaluate_help_and_readme_say_exit_1_on_a_failed_parity_verdict():
+    h = run("evaluate", "--help")
+    assert "Exit 1 when an IR's numeric parity verdict fails" in " ".join(h.output.split())
+    table = README.read_text(encoding="utf-8").split("### Exit codes", 1)[1]
+    row = next(ln for ln in table.splitlines() if ln.startswith("| 1 |"))
+    assert "a parity verdict failed (`compare`, `evaluate`, `run`;" in row
+
+
+# ------------------------------------------- a write that fails inside MXNet or OpenCV (finding 12: a full disk)
+
+
+@pytest.fixture()
+def file_size_limit():
+    """Lower this process's file size limit (RLIMIT_FSIZE) for the block: a write past it fails, as on a full
+    disk, in Python (EFBIG) and inside MXNet's or OpenCV's own C writers alike."""
+    import contextlib
+    import resource
+    import signal
+
+    @contextlib.contextmanager
+    def limit(nbytes: int):
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, old)
+    return limit
+
+
+def test_synthesize_failing_to_write_the_params_is_one_line_exit_3_naming_it(tmp_path, file_size_limit):
+    ws = tmp_path / "ws"
+    with file_size_limit(200_000):  # the toy params are 1.4 MB
+        r = run("synthesize", "--kind", "toy", "-w", ws)
+    assert r.exit_code == 3, r.output
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: {ws / 'checkpoints' / 'toy' / 'sshb-0000.params'}: "
+                                         f"write failed (MXNet: FileStream.Write incomplete)")
+    assert not (ws / "checkpoints" / "toy").exists() and list((ws / "checkpoints").iterdir()) == []
+
+
+def test_synthesize_on_a_full_disk_says_so(tmp_path, file_size_limit, monkeypatch):
+    import shutil as sh
+    from collections import namedtuple
+
+    from ssh_toolkit import fileio
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(fileio.shutil, "disk_usage", lambda p: usage(1 << 20, 1 << 20, 0) if "ws" in str(p)
+                        else sh.disk_usage(p))
+    ws = tmp_path / "ws"
+    with file_size_limit(200_000):
+        r = run("synthesize", "--kind", "toy", "-w", ws)
+    assert r.exit_code == 3, r.output
+    assert _one_error_line(r.output) == (f"ssh-toolkit: error: {ws / 'checkpoints' / 'toy' / 'sshb-0000.params'}: "
+                                         f"No space left on device")
+
+
+def test_make_sample_failing_to_write_an_image_is_one_line_exit_3_naming_it(tmp_path, file_size_limit):
+    out = tmp_path / "sample"
+    with file_size_limit(30_000):  # the images are about 80 KB
+        r = run("make-sample", "--out", out)
+    assert r.exit_code == 3, r.output
+    line = _one_error_line(r.output)
+    assert line.startswith(f"ssh-toolkit: error: {out / 'WIDER_val' / 'images'}/") and \
+        line.endswith("_sample_1.jpg: File too large"), line
+    assert not out.exists() and list(tmp_path.iterdir()) == []

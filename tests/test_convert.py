@@ -122,3 +122,25 @@ def test_conversion_record_names_the_legacy_env_and_mo_runs_from_it(card, standi
     assert rec["versions"]["openvino"].startswith("2026.4")  # the runtime that read the IR back
     # the IR itself says which Model Optimizer wrote it: the legacy one, not the 2026 runtime
     assert f'<MO_version value="{mo_env.mo_version}"' in irs["FP32"].xml.read_text()
+
+
+@pytest.mark.slow  # the standin workspace fixture runs Model Optimizer
+def test_an_ir_is_not_up_to_date_once_the_checkpoint_files_changed(card, standin_ws, tmp_path):
+    """The fingerprint hashes the files as they are now, not the sha256 checkpoint.json recorded (finding 6)."""
+    import struct
+
+    from ssh_toolkit.mxnet_format import read_params_index
+
+    ws, ck, irs = standin_ws
+    ws2 = Workspace(tmp_path)
+    shutil.copytree(ck.directory, ws2.checkpoint_dir("standin"))
+    shutil.copytree(irs["FP32"].directory, ws2.ir_dir("standin", SMALL, "FP32"))
+    ck2 = Checkpoint.load(ws2.checkpoint_dir("standin"))
+    assert convert(card, ck2, ws2, "FP32", SMALL).reused
+    info = read_params_index(ck2.params_path)["arg:rpn_bbox_pred_stride8_weight"]
+    blob = bytearray(ck2.params_path.read_bytes())
+    struct.pack_into("<f", blob, info.offset, struct.unpack_from("<f", blob, info.offset)[0] + 0.5)
+    ck2.params_path.write_bytes(bytes(blob))  # checkpoint.json still names the old sha256
+    again = convert(card, ck2, ws2, "FP32", SMALL)
+    assert not again.reused and again.fingerprint != irs["FP32"].fingerprint
+    assert again.sha256["bin"] != irs["FP32"].sha256["bin"]  # the edited weight reached the IR

@@ -108,11 +108,14 @@ def no_proxy(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
+N_PARAMS = 25 * 4 * 16 * 16 + 25  # conv_weight + conv_bias of PARAMS
+
+
 def card_for(data: bytes, urls=(), mirrors=()):
     card = load_card()
     spec = dataclasses.replace(card.checkpoint, size=len(data), sha256=sha(data), urls=tuple(urls),
                                mirrors=tuple(mirrors))
-    return dataclasses.replace(card, checkpoint=spec)
+    return dataclasses.replace(card, checkpoint=spec, reference_params=N_PARAMS)  # the test checkpoint is "real"
 
 
 @pytest.fixture()
@@ -528,4 +531,71 @@ def test_downloaded_archive_with_invalid_symbol_is_not_unpacked(server, ws):
     card = card_for(bad, urls=[server.url("/a.zip")])
     with pytest.raises(InputDataError, match=r"ssh-model-final.zip: member sshb-symbol.json: not JSON at line 1, column 1"):
         fetch(card, ws)
+    assert not ws.checkpoint_dir("real").exists()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Unpacked files are not checksum-verified: their parameter count must be the card's (finding 7)
+
+
+def test_directory_import_of_another_model_is_not_recorded_as_the_real_weights(tmp_path, ws):
+    src = tmp_path / "unpacked"
+    src.mkdir()
+    (src / "sshb-symbol.json").write_bytes(SYMBOL)
+    (src / "sshb-0000.params").write_bytes(PARAMS)
+    card = dataclasses.replace(card_for(GOOD_ZIP), reference_params=19_768_420)
+    with pytest.raises(InputDataError) as e:
+        download_checkpoint(card, ws, from_dir=src)
+    assert str(e.value) == (
+        f"{src / 'sshb-0000.params'}: holds 25,625 parameters, not the 19,768,420 of ssh-mxnet (reference.params in "
+        f"{card.path}): not the real weights (stand-ins are made with 'ssh-toolkit synthesize')")
+    assert e.value.exit_code == 2
+    assert not ws.checkpoint_dir("real").exists()
+
+
+def test_an_imported_checkpoint_of_another_parameter_count_is_not_up_to_date(tmp_path, ws):
+    src = tmp_path / "unpacked"
+    src.mkdir()
+    (src / "sshb-symbol.json").write_bytes(SYMBOL)
+    (src / "sshb-0000.params").write_bytes(PARAMS)
+    card = card_for(GOOD_ZIP)
+    ck = download_checkpoint(card, ws, from_dir=src)
+    assert find_checkpoint(card, ws) == ck
+    assert find_checkpoint(dataclasses.replace(card, reference_params=19_768_420), ws) is None
+
+
+def test_the_cli_refuses_a_toy_checkpoint_imported_as_the_real_one(tmp_path, card):
+    from typer.testing import CliRunner
+
+    from ssh_toolkit.cli import app
+    from ssh_toolkit.standins.toy import synthesize_toy
+
+    toy = synthesize_toy(card, tmp_path / "toy")
+    ws = tmp_path / "ws"
+    r = CliRunner().invoke(app, ["download", "-w", str(ws), "--from-dir", str(toy.directory)])
+    assert r.exit_code == 2, r.output
+    assert r.output == (f"ssh-toolkit: error: {toy.directory / 'checkpoint.json'}: these files are the toolkit's toy "
+                        f"checkpoint (stand-in weights), not the real weights; use '--weights toy' instead\n")
+    bare = tmp_path / "bare"  # the two files alone, without the record that says what they are
+    bare.mkdir()
+    for p in (toy.symbol_path, toy.params_path):
+        shutil.copyfile(p, bare / p.name)
+    r = CliRunner().invoke(app, ["download", "-w", str(ws), "--from-dir", str(bare)])
+    assert r.exit_code == 2, r.output
+    assert r.output == (f"ssh-toolkit: error: {bare / toy.params_path.name}: holds 344,236 parameters, not the 19,768,420 of "
+                        f"ssh-mxnet (reference.params in {card.path}): not the real weights (stand-ins are made "
+                        f"with 'ssh-toolkit synthesize')\n")
+    assert not (ws / "checkpoints" / "real").exists()
+
+
+def test_a_standin_folder_is_not_imported_as_the_real_weights_though_its_count_matches(tmp_path, card):
+    """The standin has the exact architecture (19,768,420 parameters); its checkpoint.json says what it is."""
+    from ssh_toolkit.standins.synthesize import synthesize_standin
+
+    standin = synthesize_standin(card, tmp_path / "standin")
+    ws = Workspace(tmp_path / "ws")
+    with pytest.raises(InputDataError) as e:
+        download_checkpoint(card, ws, from_dir=standin.directory)
+    assert str(e.value) == (f"{standin.directory / 'checkpoint.json'}: these files are the toolkit's standin "
+                            f"checkpoint (stand-in weights), not the real weights; use '--weights standin' instead")
     assert not ws.checkpoint_dir("real").exists()

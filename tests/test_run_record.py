@@ -71,8 +71,8 @@ def test_format_1_summary_is_upgraded_on_load(tmp_path):
 def test_newer_summary_format_is_a_one_line_input_error(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "summary.json").write_text(json.dumps({**make_summary().to_json(), "format": 3}))
-    with pytest.raises(InputDataError, match=r"summary.json: not a valid run summary \(format 3 is newer than this "
-                                             r"ssh-toolkit reads \(2\)\)$") as e:
+    with pytest.raises(InputDataError, match=r"summary.json: not a valid run summary: format 3 is newer than this "
+                                             r"ssh-toolkit reads \(2\)$") as e:
         RunSummary.load(tmp_path / "run")
     assert e.value.exit_code == 2
 
@@ -201,3 +201,93 @@ def test_a_summary_with_a_utf8_bom_loads(tmp_path):
     path = tmp_path / "summary.json"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     assert RunSummary.load(tmp_path).run_id == "r1"
+
+
+# ------------------------------------------------------------- a summary.json with wrong types (finding 9)
+
+
+def _set(path: str, value):
+    def change(d):
+        *parents, last = path.split(".")
+        for p in parents:
+            d = d[p]
+        d[last] = value
+    return change
+
+
+def _del(key: str):
+    return lambda d: d.pop(key)
+
+
+BAD_SUMMARIES = [
+    (_set("map.mxnet", "high"), "map.mxnet", "expected a number, got 'high'"),
+    (_set("map", None), "map", "expected a JSON object, got None"),
+    (_set("parity", []), "parity", "expected a JSON object, got []"),
+    (_set("parity.ir-fp32", "x"), "parity.ir-fp32", "expected a JSON object, got 'x'"),
+    (_set("parity.ir-fp32.rpn_bbox_pred_stride8.max_abs", "big"), "parity.ir-fp32.rpn_bbox_pred_stride8.max_abs",
+     "expected a number, got 'big'"),
+    (_set("parity.ir-fp32.rpn_bbox_pred_stride8.passed", "yes"), "parity.ir-fp32.rpn_bbox_pred_stride8.passed",
+     "expected true or false, got 'yes'"),
+    (_set("dataset", "x"), "dataset", "expected a JSON object, got 'x'"),
+    (_set("box_match", 5), "box_match", "expected a JSON object, got 5"),
+    (_set("box_match.ir-fp16.matched", 1.5), "box_match.ir-fp16.matched", "expected an integer, got 1.5"),
+    (_set("precisions", None), "precisions", "expected a JSON object, got None"),
+    (_set("precisions.mxnet", 32), "precisions.mxnet", "expected a string, got 32"),
+    (_set("input_size", "128"), "input_size", "expected an integer, got '128'"),
+    (_set("n_images", True), "n_images", "expected an integer, got True"),
+    (_set("official", {"mxnet": {"easy": "x"}}), "official.mxnet.easy", "expected a number, got 'x'"),
+    (_del("weights"), "weights", "missing"),
+    (_set("surprise", 1), "surprise", "unknown key"),
+]
+
+
+@pytest.mark.parametrize("change, key, what", BAD_SUMMARIES)
+def test_a_summary_with_wrong_types_is_not_a_valid_run_summary_naming_the_key(tmp_path, change, key, what):
+    data = make_summary().to_json()
+    change(data)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps(data))
+    with pytest.raises(InputDataError) as e:
+        RunSummary.load(run)
+    assert str(e.value) == f"{run / 'summary.json'}: not a valid run summary: key '{key}': {what}"
+    assert e.value.exit_code == 2
+
+
+def test_a_summary_that_is_not_an_object_is_not_valid(tmp_path):
+    (tmp_path / "summary.json").write_text("[1, 2]")
+    with pytest.raises(InputDataError, match=r"summary.json: not a valid run summary: expected a JSON object, got a "
+                                             r"list$"):
+        RunSummary.load(tmp_path)
+
+
+@pytest.mark.parametrize("change, key", [(c, k) for c, k, _ in BAD_SUMMARIES[:4] + BAD_SUMMARIES[6:8]
+                                         + BAD_SUMMARIES[11:12]])
+def test_gate_and_report_refuse_a_wrongly_typed_summary_in_one_line(tmp_path, change, key):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from ssh_toolkit.cli import app
+
+    data = make_summary().to_json()
+    change(data)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps(data))
+    baseline = Path(run_record.__file__).parent / "baselines" / "ssh-mxnet-toy-640.json"
+    for args in (["gate", str(run), "--baseline", str(baseline)], ["report", str(run)]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert r.output.startswith(f"ssh-toolkit: error: {run / 'summary.json'}: not a valid run summary: key "
+                                   f"'{key}': "), (args, r.output)
+        assert "Traceback" not in r.output and r.output.count("\n") == 1
+    assert not (run / "report.html").exists()
+
+
+def test_a_box_match_record_lacking_a_figure_names_it(tmp_path):
+    data = make_summary().to_json()
+    del data["box_match"]["ir-fp16"]["n_ref"]
+    (tmp_path / "summary.json").write_text(json.dumps(data))
+    with pytest.raises(InputDataError, match=r"not a valid run summary: key 'box_match.ir-fp16.n_ref': missing$"):
+        RunSummary.load(tmp_path)

@@ -69,3 +69,48 @@ def test_an_empty_workspace_variable_means_the_default_not_the_current_folder(mo
     assert default_root() == Path("workspace")
     monkeypatch.setenv("SSH_TOOLKIT_WORKSPACE", "/data/ws")
     assert default_root() == Path("/data/ws")
+
+
+# ------------------------------------------------------------ a checkpoint edited after it was recorded (finding 6)
+
+
+def _edit_a_tensor(ck: Checkpoint) -> None:
+    """Add 0.5 to the first weight of the first array, keeping the file a valid checkpoint of the same size."""
+    import struct
+
+    from ssh_toolkit.mxnet_format import read_params_index
+
+    info = next(iter(read_params_index(ck.params_path).values()))
+    blob = bytearray(ck.params_path.read_bytes())
+    (value,) = struct.unpack_from("<f", blob, info.offset)
+    struct.pack_into("<f", blob, info.offset, value + 0.5)
+    ck.params_path.write_bytes(bytes(blob))
+
+
+def test_a_params_file_edited_after_it_was_recorded_is_refused(toy_ws, tmp_path):
+    ws = _copy(toy_ws, tmp_path)
+    ck = Checkpoint.load(ws.checkpoint_dir("toy"))
+    _edit_a_tensor(ck)
+    with pytest.raises(InputDataError) as e:
+        Checkpoint.load(ck.directory)
+    assert str(e.value) == (
+        f"{ck.params_path}: changed since the checkpoint was recorded (sha256 differs from the params_sha256 of "
+        f"{ck.directory / 'checkpoint.json'}); make it again with 'ssh-toolkit synthesize --kind toy --seed 0'")
+    assert e.value.exit_code == 2
+
+
+@pytest.mark.parametrize("command", [["convert"], ["evaluate", "--limit", "1"], ["compare", "--limit", "1"]])
+def test_commands_refuse_an_edited_checkpoint_with_exit_2(toy_ws, tmp_path, sample_root, command):
+    ws = _copy(toy_ws, tmp_path)
+    ck = Checkpoint.load(ws.checkpoint_dir("toy"))
+    _edit_a_tensor(ck)
+    args = [*command, "-w", str(ws.root), "--weights", "toy", "--report-dir", str(tmp_path / "run")]
+    if command[0] == "convert":
+        args = args[:-2]
+    else:
+        args += ["--data-root", str(sample_root)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines()[-1].startswith(
+        f"ssh-toolkit: error: {ck.params_path}: changed since the checkpoint was recorded"), r.output
+    assert not (tmp_path / "run").exists() and not (ws.root / "ir").exists()

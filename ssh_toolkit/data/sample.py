@@ -104,8 +104,16 @@ def make_sample(out_dir: str | Path, *, seed: int = 0, n_images: int = DEFAULT_I
             identifier = f"{template.event}/{number}_{label}_sample_{i + 1}.jpg"
             path = images_dir(tmp) / identifier
             path.parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
-                raise RuntimeError(f"{path}: cv2.imwrite failed")
+            # Encoded in memory (the same bytes cv2.imwrite writes), written by Python: a full disk is an OSError
+            # naming the file, where cv2.imwrite only returns False.
+            ok, jpeg = cv2.imencode(path.suffix, image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if not ok:
+                raise RuntimeError(f"{path}: OpenCV could not encode the image")
+            try:
+                path.write_bytes(jpeg.tobytes())
+            except OSError as e:
+                e.filename = e.filename or str(path)  # write() names no file; atomic_dir maps it to the final path
+                raise
             entries.append((identifier, boxes))
         ann = annotation_file(tmp)
         ann.parent.mkdir(parents=True)

@@ -11,11 +11,12 @@ with ``match_rate``, weights ``stand-in``) is still read, upgraded on load.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import GateFailure, InputDataError, UsageError
 from ..fileio import write_json
@@ -124,8 +125,13 @@ class Baseline:
             return InputDataError(f"{path}: not a valid baseline: key '{key}': {what}")
 
         m = data["map"]
-        if not isinstance(m, dict) or not all(_is_number(v) for v in m.values()):
-            raise bad("map", "expected model name -> mAP in percent")
+        if not isinstance(m, dict):
+            raise bad("map", f"expected model name -> mAP in percent, got {_json_kind(m)}")
+        if not m:
+            raise bad("map", "empty; a baseline holds the mAP of at least one model")
+        for model, v in m.items():
+            if not _is_number(v) or not math.isfinite(v):
+                raise bad(f"map.{model}", f"expected a finite mAP in percent, got {v!r}")
         for key in ("protocol_params", "dataset"):
             if not isinstance(data[key], dict):
                 raise bad(key, "expected a JSON object")
@@ -142,7 +148,17 @@ class Baseline:
         for key in ("parity", "box_match", "precisions", "versions", "runtime"):
             if not isinstance(data.get(key, {}), dict):
                 raise bad(key, "expected a JSON object")
+        # The figures the gate reads: IR -> {stat: number} (box match), IR -> output -> {stat: number} (parity).
+        for ir, stats in data.get("box_match", {}).items():
+            _check_stats(stats, f"box_match.{ir}", bad, finite=True)
+        for ir, outs in data.get("parity", {}).items():
+            if not isinstance(outs, dict):
+                raise bad(f"parity.{ir}", f"expected a JSON object, got {outs!r}")
+            for out, stats in outs.items():
+                _check_stats(stats, f"parity.{ir}.{out}", bad, finite=False)
         n_images = data.get("n_images", data["dataset"].get("n_images", 0))
+        if not isinstance(n_images, int) or isinstance(n_images, bool) or n_images < 0:
+            raise bad("n_images", f"expected a count (an integer >= 0), got {n_images!r}")
         return cls(
             created=str(data["created"]), source_run=str(data["from_run"]), model=str(data["model"]),
             weights=str(data["weights"]), checkpoint_kind=str(data["checkpoint_kind"]),
@@ -173,6 +189,21 @@ def check_overwritable(path: str | Path) -> None:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)  # numpy floats too
+
+
+def _json_kind(v: Any) -> str:
+    return {list: "a list", str: "a string", type(None): "null", bool: "a boolean"}.get(type(v), repr(v))
+
+
+def _check_stats(stats: Any, key: str, bad: Callable[[str, str], InputDataError], *, finite: bool) -> None:
+    """``stats`` is ``{name: number}``; with ``finite``, NaN and infinities are refused too."""
+    if not isinstance(stats, dict):
+        raise bad(key, f"expected a JSON object, got {stats!r}")
+    for k, v in stats.items():
+        if not _is_number(v):
+            raise bad(f"{key}.{k}", f"expected a number, got {v!r}")
+        if finite and not math.isfinite(v):
+            raise bad(f"{key}.{k}", f"expected a finite number, got {v!r}")
 
 
 def _identity(rec: RunSummary | Baseline) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..fileio import atomic_dir, sha256_file
+from ..fileio import atomic_dir, library_write_error, sha256_file
 from ..workspace import Checkpoint
 
 
@@ -30,7 +30,11 @@ def save_checkpoint(symbol, arg_params: Mapping[str, np.ndarray], aux_params: Ma
         blob.update({f"aux:{k}": mx.nd.array(np.asarray(aux_params[k], np.float32), dtype="float32")
                      for k in sorted(aux_params)})
         params = tmp / f"{prefix}-{epoch:04d}.params"
-        mx.nd.save(str(params), blob)
+        try:
+            mx.nd.save(str(params), blob)
+        except mx.base.MXNetError as e:  # MXNet's writer gives no errno: "FileStream.Write incomplete"
+            reason = str(e).strip().splitlines()[-1].rpartition(": ")[2] if str(e).strip() else type(e).__name__
+            raise library_write_error(params, sum(a.size * 4 for a in blob.values()), f"MXNet: {reason}") from None
         ck = Checkpoint(directory, prefix, epoch, kind, sha256_file(params), seed)
         Checkpoint(tmp, prefix, epoch, kind, ck.params_sha256, seed).save()
     return ck

@@ -62,7 +62,7 @@ def test_baseline_load_errors_are_one_line(tmp_path):
         Baseline.load(bad)
     data = Baseline.from_run(make_summary()).to_json()
     bad.write_text(json.dumps({**data, "map": {"mxnet": "high"}}))
-    with pytest.raises(InputDataError, match="key 'map'"):
+    with pytest.raises(InputDataError, match="key 'map.mxnet'"):
         Baseline.load(bad)
     with pytest.raises(InputDataError, match="is a folder"):
         Baseline.load(tmp_path)
@@ -140,3 +140,46 @@ def test_a_baseline_with_a_utf8_bom_loads(tmp_path):
     path = Baseline.from_run(make_summary()).save(tmp_path / "b.json")
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     assert Baseline.load(path).map == {"mxnet": 71.234, "ir-fp32": 71.231, "ir-fp16": 71.18}
+
+
+@pytest.mark.parametrize("change, key, what", [
+    (lambda d: d["map"].update(mxnet=float("nan")), "map.mxnet", "expected a finite mAP in percent, got nan"),
+    (lambda d: d["map"].update({"ir-fp32": float("inf")}), "map.ir-fp32", "expected a finite mAP in percent, got inf"),
+    (lambda d: d["map"].update(mxnet=True), "map.mxnet", "expected a finite mAP in percent, got True"),
+    (lambda d: d.update(map={}), "map", "empty; a baseline holds the mAP of at least one model"),
+    (lambda d: d.update(map=[71.2]), "map", "expected model name -> mAP in percent, got a list"),
+    (lambda d: d["box_match"]["ir-fp32"].update(box_match_rate=float("nan")), "box_match.ir-fp32.box_match_rate",
+     "expected a finite number, got nan"),
+    (lambda d: d["box_match"].update({"ir-fp32": 0.99}), "box_match.ir-fp32", "expected a JSON object, got 0.99"),
+    (lambda d: d["parity"].update({"ir-fp32": []}), "parity.ir-fp32", "expected a JSON object, got []"),
+    (lambda d: d["parity"]["ir-fp16"]["rpn_bbox_pred_stride8"].update(min_passing_atol="x"),
+     "parity.ir-fp16.rpn_bbox_pred_stride8.min_passing_atol", "expected a number, got 'x'"),
+    (lambda d: d.update(n_images=-1), "n_images", "expected a count (an integer >= 0), got -1"),
+    (lambda d: d.update(n_images="50"), "n_images", "expected a count (an integer >= 0), got '50'"),
+])
+def test_a_baseline_with_nan_or_empty_or_wrongly_typed_figures_is_not_valid(card, tmp_path, change, key, what):
+    data = Baseline.from_run(make_summary()).to_json()
+    change(data)
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(data))  # json writes NaN/Infinity, and Python's json reads them back
+    with pytest.raises(InputDataError) as e:
+        Baseline.load(path)
+    assert str(e.value) == f"{path}: not a valid baseline: key '{key}': {what}"
+    assert e.value.exit_code == 2
+
+
+def test_the_gate_refuses_a_nan_baseline_instead_of_passing_it(tmp_path, card):
+    from typer.testing import CliRunner
+
+    from ssh_toolkit.cli import app
+
+    run = tmp_path / "run"
+    make_summary().save(run)
+    for bad_map in ({"mxnet": float("nan"), "ir-fp32": 71.231, "ir-fp16": 71.18}, {}):
+        data = {**Baseline.from_run(make_summary()).to_json(), "map": bad_map}
+        path = tmp_path / "b.json"
+        path.write_text(json.dumps(data))
+        r = CliRunner().invoke(app, ["gate", str(run), "--baseline", str(path)])
+        assert r.exit_code == 2, r.output
+        assert r.output.startswith(f"ssh-toolkit: error: {path}: not a valid baseline: key 'map") and \
+            r.output.count("\n") == 1, r.output
