@@ -89,17 +89,7 @@ def _pngs(page: str) -> list[bytes]:
 @pytest.fixture(scope="module")
 def standin_page(tmp_path_factory):
     """One full stand-in run rendered once: the page and the matplotlib figures behind its images."""
-    figures = {}
-    real_png = html_report._png
-
-    def capture(fig, alt):
-        figures[alt] = fig
-        return real_png(fig, alt)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(html_report, "_png", capture)
-        page = render_html([make_run(tmp_path_factory.mktemp("runs"))])
-    return page, figures
+    return _render([make_run(tmp_path_factory.mktemp("runs"))])
 
 
 def test_single_run_page_is_self_contained_with_plots_banner_and_tables(standin_page):
@@ -118,7 +108,8 @@ def test_single_run_page_is_self_contained_with_plots_banner_and_tables(standin_
     assert page.index('class="banner"') < page.index("<h2>Summary</h2>")
 
 
-def _figures(run_dirs):
+def _render(run_dirs):
+    """(page, {alt text: matplotlib figure}) of ``run_dirs`` rendered as the report would."""
     figures = {}
     real_png = html_report._png
 
@@ -128,8 +119,12 @@ def _figures(run_dirs):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(html_report, "_png", capture)
-        render_html(run_dirs)
-    return figures
+        page = render_html(run_dirs)
+    return page, figures
+
+
+def _figures(run_dirs):
+    return _render(run_dirs)[1]
 
 
 def test_plots_have_log_axes_and_count_axis_and_no_reference_line_for_a_standin(standin_page):
