@@ -429,11 +429,17 @@ def test_archive_import_bad_path(tmp_path, ws):
     assert not ws.checkpoint_dir("real").exists()
 
 
-def test_directory_import(tmp_path, ws):
+def _unpacked(tmp_path, params_name: str = "sshb-0000.params"):
+    """A folder holding the test checkpoint's two files, as a user's unpacked archive would."""
     src = tmp_path / "unpacked"
     src.mkdir()
     (src / "sshb-symbol.json").write_bytes(SYMBOL)
-    (src / "sshb-0000.params").write_bytes(PARAMS)
+    (src / params_name).write_bytes(PARAMS)
+    return src
+
+
+def test_directory_import(tmp_path, ws):
+    src = _unpacked(tmp_path)
     card = card_for(GOOD_ZIP)
     ck = download_checkpoint(card, ws, from_dir=src)
     assert_good_checkpoint(ck, ws)
@@ -443,10 +449,7 @@ def test_directory_import(tmp_path, ws):
 
 @pytest.mark.parametrize("params_name", ["sshb.params", "sshb-0.params", "ssh-0000.params"])
 def test_directory_import_wrong_naming(tmp_path, ws, params_name):
-    src = tmp_path / "unpacked"
-    src.mkdir()
-    (src / "sshb-symbol.json").write_bytes(SYMBOL)
-    (src / params_name).write_bytes(PARAMS)
+    src = _unpacked(tmp_path, params_name)
     with pytest.raises(InputDataError) as ei:
         import_checkpoint_files(src, card_for(GOOD_ZIP), ws)
     msg = str(ei.value)
@@ -539,10 +542,7 @@ def test_downloaded_archive_with_invalid_symbol_is_not_unpacked(server, ws):
 
 
 def test_directory_import_of_another_model_is_not_recorded_as_the_real_weights(tmp_path, ws):
-    src = tmp_path / "unpacked"
-    src.mkdir()
-    (src / "sshb-symbol.json").write_bytes(SYMBOL)
-    (src / "sshb-0000.params").write_bytes(PARAMS)
+    src = _unpacked(tmp_path)
     card = dataclasses.replace(card_for(GOOD_ZIP), reference_params=19_768_420)
     with pytest.raises(InputDataError) as e:
         download_checkpoint(card, ws, from_dir=src)
@@ -554,10 +554,7 @@ def test_directory_import_of_another_model_is_not_recorded_as_the_real_weights(t
 
 
 def test_an_imported_checkpoint_of_another_parameter_count_is_not_up_to_date(tmp_path, ws):
-    src = tmp_path / "unpacked"
-    src.mkdir()
-    (src / "sshb-symbol.json").write_bytes(SYMBOL)
-    (src / "sshb-0000.params").write_bytes(PARAMS)
+    src = _unpacked(tmp_path)
     card = card_for(GOOD_ZIP)
     ck = download_checkpoint(card, ws, from_dir=src)
     assert find_checkpoint(card, ws) == ck
