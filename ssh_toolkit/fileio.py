@@ -92,6 +92,14 @@ def _temp_name(path: Path, kind: str) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{kind}")
 
 
+def _entries(directory: str | Path) -> list[os.DirEntry]:
+    """The entries of ``directory``; none when it cannot be listed (absent, not a folder, unreadable)."""
+    try:
+        return list(os.scandir(directory))
+    except OSError:
+        return []
+
+
 def remove_stale_temporaries(directory: Path, name: str | None = None) -> list[Path]:
     """Remove temporary files and folders that a killed ssh-toolkit process left in ``directory``.
 
@@ -101,11 +109,7 @@ def remove_stale_temporaries(directory: Path, name: str | None = None) -> list[P
     is left alone. Returns what was removed.
     """
     removed = []
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return removed
-    for entry in entries:
+    for entry in _entries(directory):
         m = _TEMP_RE.match(entry.name)
         if not m or (name is not None and m["name"] != name) or _pid_alive(int(m["pid"])):
             continue
@@ -383,11 +387,7 @@ def remove_stale_reservations(directory: str | Path) -> list[Path]:
     """Remove the reserved, still empty folders in ``directory`` whose process (on this host) is gone: what kill -9
     or a crash of a run left. A folder without the reservation marker, or holding anything else, is kept."""
     removed = []
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return removed
-    for entry in entries:
+    for entry in _entries(directory):
         try:
             if entry.is_symlink() or not entry.is_dir():
                 continue

@@ -45,11 +45,12 @@ headers (it seeks past the data) so that validation stays cheap on an 80 MB file
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -334,16 +335,10 @@ def read_params_index(path: str | Path) -> dict[str, ArrayInfo]:
     file, a sparse or shapeless array, an unknown dtype, trailing bytes, missing or duplicate names.
     """
     path = Path(path)
-    try:
+    with _reading(path, "an MXNet params file"):
         size = path.stat().st_size
         with open(path, "rb") as f:
             return _parse_index(path, f, size)
-    except FileNotFoundError:
-        raise MXNetFormatError(path, "file not found") from None
-    except IsADirectoryError:
-        raise MXNetFormatError(path, "is a directory, expected an MXNet params file") from None
-    except OSError as e:
-        raise MXNetFormatError(path, f"cannot read ({e.strerror or e})") from None
 
 
 def read_params(path: str | Path) -> dict[str, np.ndarray]:
@@ -565,15 +560,22 @@ def _fits(actual: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
     return len(actual) == len(expected) and all(e is None or a == e for a, e in zip(actual, expected))
 
 
-def _read_bytes(path: Path) -> bytes:
+@contextlib.contextmanager
+def _reading(path: Path, expected: str) -> Iterator[None]:
+    """Turn the OS errors of reading ``path`` into one-line MXNetFormatErrors naming it."""
     try:
-        return path.read_bytes()
+        yield
     except FileNotFoundError:
         raise MXNetFormatError(path, "file not found") from None
     except IsADirectoryError:
-        raise MXNetFormatError(path, "is a directory, expected an MXNet symbol JSON") from None
+        raise MXNetFormatError(path, f"is a directory, expected {expected}") from None
     except OSError as e:
         raise MXNetFormatError(path, f"cannot read ({e.strerror or e})") from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    with _reading(path, "an MXNet symbol JSON"):
+        return path.read_bytes()
 
 
 __all__ = [
