@@ -15,7 +15,7 @@ from .convert import ConvertedModel, convert_all
 from .errors import UsageError
 from .evaluation import Evaluation, evaluate
 from .fileio import check_replaceable
-from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
+from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace, weights_of
 
 if TYPE_CHECKING:
     from .gate.baseline import Baseline
@@ -75,7 +75,7 @@ def check_plan_comparable(card: ModelCard, baseline: Baseline, baseline_path: Pa
 
     ds = open_wider(data_root).select(limit=limit)
     planned = SimpleNamespace(
-        model=card.name, weights=Checkpoint(Path(), "", 0, weights, "").weights, checkpoint_kind=weights,
+        model=card.name, weights=weights_of(weights), checkpoint_kind=weights,
         input_size=size, n_images=len(ds.images), protocol=card.protocol.name,
         protocol_params=card.protocol.as_dict(),
         dataset={"n_images": len(ds.images), **dataset_identity(ds)})

@@ -55,6 +55,11 @@ class Workspace:
         return self.root / "cache"
 
 
+def weights_of(kind: str) -> str:
+    """``real`` for the downloaded checkpoint, ``standin`` for every generated one."""
+    return "real" if kind == "real" else "standin"
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """An MXNet checkpoint on disk. ``weights`` is "real" or "standin"; ``kind`` says which stand-in."""
@@ -70,7 +75,7 @@ class Checkpoint:
 
     @property
     def weights(self) -> str:
-        return "real" if self.kind == "real" else "standin"
+        return weights_of(self.kind)
 
     @property
     def is_standin(self) -> bool:
