@@ -129,6 +129,17 @@ class Gates:
 
 
 @dataclass(frozen=True)
+class LocalizeSpec:
+    """``ssh-toolkit localize``: per card precision (FP32, FP32@bf16, ...), the scaled max abs difference above
+    which a layer is flagged; how many MB of intermediate tensors one forward pass may hold; how far MXNet's
+    internals run may move the final outputs before it is refused."""
+
+    threshold: Mapping[str, float]
+    batch_mb: int
+    internals_atol: float
+
+
+@dataclass(frozen=True)
 class ModelCard:
     path: Path
     name: str
@@ -150,6 +161,7 @@ class ModelCard:
     tolerances: Mapping[str, Mapping[str, Tolerance]] = field(repr=False)
     box_match: BoxMatchSpec = field(repr=False)
     gates: Gates = field(repr=False)
+    localize: LocalizeSpec | None = field(default=None, repr=False)  # optional section: cards without it still load
 
     @property
     def strides(self) -> tuple[int, ...]:
@@ -297,7 +309,7 @@ class _Reader:
 # Keys each mapping of the card may hold (None: keys are data, checked where they are read).
 _SCHEMA: dict[str, Any] = {
     "": ("name", "title", "reference", "checkpoint", "input", "preprocess", "convert", "outputs", "anchors",
-         "protocol", "tolerances", "box_match", "gates"),
+         "protocol", "tolerances", "box_match", "gates", "localize"),
     "reference.": ("map_percent", "dataset", "n_images", "params", "gflops"),
     "checkpoint.": ("archive", "size", "sha256", "urls", "mirrors", "prefix", "epoch"),
     "input.": ("name", "size", "layout"),
@@ -315,6 +327,7 @@ _SCHEMA: dict[str, Any] = {
     "gates.": ("map_vs_baseline", "map_vs_reference", "ir_vs_mxnet_drop", "min_box_match_rate"),
     "gates.map_vs_baseline.": ("atol",),
     "gates.map_vs_reference.": ("atol",),
+    "localize.": ("threshold", "batch_mb", "internals_atol"),
 }
 
 
@@ -562,6 +575,18 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
         min_box_match_rate=per_precision("min_box_match_rate", above=0, maximum=1),
     )
 
+    localize = None
+    if isinstance(data, Mapping) and "localize" in data:
+        lo = r.get(data, "localize")
+        thresholds = r.get(lo, "threshold", "localize.")
+        r.only(thresholds, "localize.threshold.", (*precisions, *executed))
+        localize = LocalizeSpec(
+            threshold={p: float(r.num(thresholds, p, "localize.threshold.", above=0))
+                       for p in (*precisions, *executed)},
+            batch_mb=r.num(lo, "batch_mb", "localize.", integer=True, minimum=1),
+            internals_atol=float(r.num(lo, "internals_atol", "localize.", minimum=0)),
+        )
+
     return ModelCard(
         path=path,
         name=r.file_name(data, "name"),
@@ -583,4 +608,5 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
         tolerances=tolerances,
         box_match=box_match,
         gates=gates,
+        localize=localize,
     )

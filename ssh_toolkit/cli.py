@@ -554,6 +554,68 @@ def _missing_baseline_hint(baseline: Path, run_dir: Path, package_dir: Path = Pa
 
 
 @app.command()
+def localize(
+    model: Annotated[str, typer.Option(
+        "--model", metavar="IR_MODEL", help="The IR model to examine: ir-fp32, ir-fp16, ir-fp32@bf16, ir-fp16@bf16 "
+                                            "(the names evaluate uses).")],
+    image: Annotated[Optional[Path], typer.Option("--image", help="The image to run.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="A WIDER-layout dataset; its image number --index is run.")] = None,
+    index: Annotated[int, typer.Option(
+        "--index", min=0, metavar="N", help="With --data-root: the N-th image (0-based) in dataset order.")] = 0,
+    threshold: Annotated[Optional[float], typer.Option(
+        "--threshold", min=0, help="Flag layers whose max |ir - mxnet| / max |mxnet| exceeds this [default: the "
+                                   "card's localize.threshold for the model's precision].")] = None,
+    weights: WeightsOpt = "auto",
+    input_size: InputSize = None,
+    report_dir: Annotated[Optional[Path], typer.Option(
+        "--report-dir", help="Where to write localize.csv/.json/.html [default: reports/runs/<time>-localize].")] = None,
+    pipeline: Pipeline = _default_pipeline(),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Find the first layer where an IR parts from MXNet, and the weight constant that feeds it.
+
+    Runs MXNet with every internal output and the IR with the matching intermediate tensors added as outputs on
+    one image, compares them layer by layer in MXNet's node order, and prints the table and the first layer over
+    the threshold. Exit 0 whether or not a layer is flagged; 3 when MXNet's internals cannot serve as reference.
+    """
+    from .fileio import check_replaceable
+    from .localize import localize as do_localize
+    from .localize import write_localize_report
+
+    with errors_to_exit():
+        card = _card(pipeline)
+        ws = _workspace(workspace)
+        if (image is None) == (data_root is None):
+            raise UsageError("give exactly one of --image PATH or --data-root WIDER_ROOT (with --index N)")
+        if image is not None:
+            if not image.is_file():
+                raise UsageError(f"{image}: image not found")
+            path = image
+        else:
+            from .data.wider import open_wider
+
+            ds = open_wider(data_root)
+            if index >= len(ds.images):
+                raise UsageError(f"--index {index}: {data_root} has {len(ds.images)} images (0..{len(ds.images) - 1})")
+            path = ds.image_path(ds.images[index])
+        ck = _checkpoint(ws, weights)
+        out_dir = report_dir or default_run_dir("localize")
+        checked = check_replaceable(out_dir, "run")
+        loc = do_localize(card, ck, ws, model, path, input_size=input_size, threshold=threshold)
+        out = write_localize_report(out_dir, loc, checked=checked)
+        typer.echo(loc.to_frame()[["depth", "node", "op", "shape", "max_abs", "max_rel", "cosine", "scaled_max_abs",
+                                   "over"]].to_string(index=False))
+        if loc.weights != "real":
+            typer.echo(f"stand-in weights ({loc.checkpoint_kind}): a divergence here is in the conversion, not a "
+                       f"statement about the real model")
+        for w in loc.warnings:
+            typer.echo(f"warning: {w}", err=True)
+        typer.echo(loc.verdict())
+        typer.echo(f"report: {out.resolve()}")
+
+
+@app.command()
 def doctor(
     mo_env: MoEnv = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
