@@ -448,6 +448,8 @@ def _print_gate(result) -> None:
     for line in result.lines():
         typer.echo(line)
     typer.echo(result.verdict())
+    for hint in result.hints:
+        typer.echo(hint)
     write_step_summary(result.markdown())
 
 

@@ -30,11 +30,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..card import ModelCard, Tolerance
+from ..card import DEFAULT_CARD, ModelCard, Tolerance
 from ..errors import InputDataError
 from ..run_record import REFERENCE_MODEL, OutputParity, RunSummary, order_models
 from .baseline import Baseline, _is_number, check_comparable, update_notes, write_baseline
-from .result import Check, GateResult
+from .result import Check, GateResult, localize_hints
 
 # mAP values are sums of float64 terms: a drop of "0.01" can come out as 0.010000000000005. Differences this
 # small are not regressions.
@@ -271,8 +271,10 @@ def check_gate(current: RunSummary, baseline: Baseline | None, card: ModelCard,
         *_box_match(current, baseline, card, irs),
     ]
     label = baseline_name or (f"run {baseline.source_run}" if baseline is not None else "")
+    card_args = () if card.path == DEFAULT_CARD else ("--pipeline", str(card.path))
+    hints = localize_hints(checks, current.checkpoint_kind, current.input_size, current.dataset.get("root"), card_args)
     return GateResult(current.run_id, current.model, current.weights, current.note, label, tuple(checks),
-                      notes=_platform_notes(current, baseline))
+                      notes=_platform_notes(current, baseline), hints=hints)
 
 
 def _platform_notes(current: RunSummary, baseline: Baseline | None) -> tuple[str, ...]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 from gate.records import _det, _line, _parity, make_summary
 
@@ -274,3 +277,20 @@ def test_another_openvino_version_is_named_and_the_rules_still_apply(card):
     bad = make_summary(map={"mxnet": 60.0, "ir-fp32": 60.0, "ir-fp16": 60.0},
                        versions={"python": "3.11.7", "openvino": "2026.4.1"})
     assert not check_gate(bad, base, card)
+
+
+def test_a_failing_parity_rule_names_the_localize_command_that_finds_the_layer(card):
+    fp16 = _parity("FP16", rpn_bbox_pred_stride8={"passed": False, "reason": "needs atol 9e-02 > 5.0e-02"},
+                   rpn_bbox_pred_stride16={"passed": False, "reason": "needs atol 8e-02 > 5.0e-02"})
+    r = check_gate(make_summary(parity={"ir-fp32": _parity("FP32"), "ir-fp16": fp16}), None, card)
+    # One hint per failing IR (two failed outputs of ir-fp16), with the run's weights, size and dataset.
+    assert r.hints == ("hint: to find the first layer where ir-fp16 parts from mxnet, run: ssh-toolkit localize "
+                       "--model ir-fp16 --weights toy --input-size 640 --data-root /data/wider-sample --index 0",)
+    assert check_gate(make_summary(), None, card).hints == ()
+    # A card of the user's own is passed on; a root with a space is quoted for the shell.
+    mine = dataclasses.replace(card, path=Path("/cards/my ssh.yaml"))
+    s = make_summary(parity={"ir-fp32": _parity("FP32", rpn_bbox_pred_stride8={"passed": False}),
+                             "ir-fp16": _parity("FP16")}, dataset={**make_summary().dataset, "root": "/my data"})
+    assert check_gate(s, None, mine).hints[0].endswith(
+        "--model ir-fp32 --weights toy --input-size 640 --data-root '/my data' --index 0 --pipeline "
+        "'/cards/my ssh.yaml'")
