@@ -334,12 +334,28 @@ def _peak_rss_mb() -> float:
 def localize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, model: str, image: str | Path, *,
              input_size: int | None = None, threshold: float | None = None, progress: bool = True) -> Localization:
     """Compare every MXNet layer with the IR model ``model`` (ir-fp32, ir-fp16, ir-fp32@bf16, ...) on ``image``."""
+    from .evaluation import load_irs
+    from .inference import model_set
+
+    if model == "mxnet":
+        raise UsageError("--model mxnet: localize compares an IR model (e.g. ir-fp32) against MXNet")
+    size = card.resolve_input_size(input_size)
+    exec_precision = model.split("@", 1)[1] if "@" in model else "f32"
+    irs = load_irs(card, checkpoint, workspace, size)
+    mut = model_set(card, checkpoint, irs, size, names=[model], exec_precisions=(exec_precision,))[0]
+    runner = mut.make_runner()
+    return localize_ir(card, checkpoint, runner.xml, image, model=model, precision=mut.precision,
+                       config=runner.config, input_size=size, threshold=threshold, progress=progress)
+
+
+def localize_ir(card: ModelCard, checkpoint: Checkpoint, xml: str | Path, image: str | Path, *, model: str,
+                precision: str, config: dict[str, str], input_size: int, threshold: float | None = None,
+                progress: bool = True) -> Localization:
+    """:func:`localize` on the IR file ``xml``, run with ``config`` and judged as the card's ``precision``."""
     from openvino import Core
     from tqdm import tqdm
 
     from .data.wider import read_image
-    from .evaluation import load_irs
-    from .inference import model_set
     from .model.outputs import canonical_name
     from .model.preprocess import resize, to_tensor
     from .runners.mxnet import MXNetRunner
@@ -348,18 +364,11 @@ def localize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, mode
     start = time.perf_counter()
     if card.localize is None:
         raise UsageError(f"{card.path}: the card has no 'localize' section (thresholds and pass size)")
-    if model == "mxnet":
-        raise UsageError("--model mxnet: localize compares an IR model (e.g. ir-fp32) against MXNet")
-    size = card.resolve_input_size(input_size)
-    exec_precision = model.split("@", 1)[1] if "@" in model else "f32"
-    irs = load_irs(card, checkpoint, workspace, size)
-    found = model_set(card, checkpoint, irs, size, names=[model], exec_precisions=(exec_precision,))
-    mut = found[0]
-    runner = mut.make_runner()
-    xml, config = runner.xml, localize_config(runner.config)
-    limit = card.localize.threshold.get(mut.precision) if threshold is None else threshold
+    size = input_size
+    config = localize_config(config)
+    limit = card.localize.threshold.get(precision) if threshold is None else threshold
     if limit is None:
-        raise UsageError(f"{card.path}: no localize.threshold for {mut.precision}; give --threshold")
+        raise UsageError(f"{card.path}: no localize.threshold for {precision}; give --threshold")
 
     img = read_image(Path(image))
     resized = resize(img, size).image
@@ -447,7 +456,7 @@ def localize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, mode
             others += [p.output(0) for p in base.get_parameters()]
             constants = feeding_constants(base, port, others)
     return Localization(
-        model=model, precision=mut.precision, xml=str(xml), image=str(Path(image).resolve()), input_size=size,
+        model=model, precision=precision, xml=str(xml), image=str(Path(image).resolve()), input_size=size,
         weights=checkpoint.weights, checkpoint_kind=checkpoint.kind, threshold=float(limit), layers=diffs,
         first=first, constants=constants, final_drift=drift, internals_check=agree, passes=len(groups),
         peak_rss_mb=_peak_rss_mb(), seconds=time.perf_counter() - start, warnings=warnings)
