@@ -591,6 +591,8 @@ def localize(
         if (image is None) == (data_root is None):
             raise UsageError("give exactly one of --image PATH or --data-root WIDER_ROOT (with --index N)")
         if image is not None:
+            if index:
+                raise UsageError("--index picks an image of --data-root; with --image it has no meaning")
             if not image.is_file():
                 raise UsageError(f"{image}: image not found")
             path = image

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,17 @@ def test_input_size_must_be_a_multiple_of_the_largest_stride_at_load(tmp_path, s
 
 def test_input_size_a_multiple_of_the_largest_stride_loads(tmp_path):
     assert load_card(_write(tmp_path, _set("input", "size", 320))).input.size == 320
+
+
+def test_localize_section_is_checked_and_optional(tmp_path):
+    assert load_card().localize.threshold["FP32@bf16"] == 0.1
+    for mutate, message in [
+        (_set("localize", "threshold", "FP8", 1e-3), "key 'localize.threshold.FP8': unknown key"),
+        (_set("localize", "threshold", "FP16", 0), "key 'localize.threshold.FP16': must be in (0, inf), got 0"),
+        (_set("localize", "batch_mb", 0.5), "key 'localize.batch_mb': expected an integer, got 0.5"),
+        (_set("localize", "pass_mb", 64), "key 'localize.pass_mb': unknown key"),
+    ]:
+        with pytest.raises(CardError, match=re.escape(message)):
+            load_card(_write(tmp_path, mutate))
+    # A card written before the section existed still loads; localize then says what is missing.
+    assert load_card(_write(tmp_path, lambda d: d.pop("localize"))).localize is None

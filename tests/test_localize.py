@@ -260,3 +260,23 @@ def test_tensors_are_found_as_node_colon_0_or_node_and_the_weight_through_conver
     assert weight.consumer.startswith("Convolution ") and weight.is_float
     assert (bias.name, bias.consumer.split(" ")[0], bias.port) == ("bias", "Add", 1)
     assert feeding_constants(model, relu, others) == []  # stops at conv's tensor: a ReLU has no weight
+
+
+@pytest.mark.slow
+def test_cli_usage_errors_are_one_line_exit_2(tmp_path, sample_root):
+    from ssh_toolkit.cli import app
+
+    ws = ["-w", str(tmp_path / "ws"), "--report-dir", str(tmp_path / "out")]
+    image = _image(sample_root)
+    for args, message in [
+        ([], "give exactly one of --image PATH or --data-root WIDER_ROOT (with --index N)"),
+        (["--image", str(image), "--data-root", str(sample_root)], "give exactly one of --image PATH"),
+        (["--image", str(image), "--index", "3"], "--index picks an image of --data-root; with --image it has no "
+                                                  "meaning"),
+        (["--image", str(tmp_path / "none.jpg")], f"{tmp_path / 'none.jpg'}: image not found"),
+        (["--data-root", str(sample_root), "--index", "99"], f"--index 99: {sample_root} has 14 images (0..13)"),
+    ]:
+        r = CliRunner().invoke(app, ["localize", "--model", "ir-fp32", *args, *ws])
+        assert r.exit_code == 2, r.output
+        assert r.output.startswith(f"ssh-toolkit: error: {message}") and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
