@@ -226,6 +226,17 @@ def test_cli_writes_the_run_folder_and_refuses_when_the_internals_disagree(card,
     assert "gives final outputs that differ from its normal run by 1.000e+00" in r.output
     assert not refused.exists()
 
+    # Ctrl-C in the middle of the comparison: exit 130, and no run folder (nothing partial).
+    monkeypatch.setattr(loc_mod.MXNetInternals, "forward", forward)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loc_mod, "compare_layer", interrupted)
+    stopped = tmp_path / "stopped"
+    r = CliRunner().invoke(app, [*args, "--report-dir", str(stopped)])
+    assert r.exit_code == 130 and not stopped.exists()
+
 
 # ------------------------------------------------------------------------------------------ graph walk, small
 def _tiny_ir(names: dict[str, set[str]]):
