@@ -190,8 +190,16 @@ def deconvolution(n: Node):
 
 def activation(n: Node):
     x = n.inputs[0]
-    return {"relu": n.ops.relu, "sigmoid": n.ops.sigmoid, "tanh": n.ops.tanh, "softrelu": n.ops.softplus,
-            "softsign": n.ops.softsign}[n.attrs["act_type"]](x)
+    return UNARY[n.attrs["act_type"]](n, x)
+
+
+UNARY = {"relu": lambda n, x: n.ops.relu(x), "sigmoid": lambda n, x: n.ops.sigmoid(x),
+         "tanh": lambda n, x: n.ops.tanh(x), "softrelu": lambda n, x: n.ops.softplus(x),
+         "softsign": lambda n, x: n.ops.softsign(x)}
+
+
+def _unary(name: str) -> Callable[[Node], Any]:
+    return lambda n: UNARY[name](n, n.inputs[0])
 
 
 def leaky_relu(n: Node):
@@ -207,8 +215,9 @@ def pooling(n: Node):
     """Max/avg pooling, ``valid`` (floor) or ``full`` (ceil) convention, global or windowed.
 
     MXNet's average over a window reaching into the padding (count_include_pad, its default) divides by the part
-    of the window inside the padded input; OpenVINO's AvgPool divides edge windows of a ``ceil`` output otherwise.
-    So the padding is made explicit (a Pad of zeros) and the pool counts only what lies inside the padded input.
+    of the window inside the padded input; OpenVINO's AvgPool divides the last windows of a ``ceil`` output by
+    the whole kernel (measured: 3 where MXNet divides by 2). So the padding is made explicit (a Pad of zeros) and
+    the ``ceil`` overhang becomes end padding that the pool excludes.
     """
     x, a = n.inputs[0], n.attrs
     kind = a["pool_type"]
@@ -225,9 +234,13 @@ def pooling(n: Node):
         return n.ops.max_pool(x, stride, [1, 1], pad, pad, kernel, rounding_type=rounding).output(0)
     include_pad = True if a["count_include_pad"] is None else a["count_include_pad"]
     if include_pad and any(pad):
-        zero = n.const(0.0)
-        x = n.ops.pad(x, n.i64([0, 0, *pad]), n.i64([0, 0, *pad]), "constant", zero)
-        pad = [0, 0]
+        x = n.ops.pad(x, n.i64([0, 0, *pad]), n.i64([0, 0, *pad]), "constant", n.const(0.0))
+        if rounding == "floor":
+            return n.ops.avg_pool(x, stride, [0, 0], [0, 0], kernel, exclude_pad=True, rounding_type="floor")
+        # ceil: OpenVINO divides a window reaching past the input by the whole kernel; as end padding it is left
+        # out. floor((L + s - 1 - k) / s) == ceil((L - k) / s): the same windows, the same output size.
+        return n.ops.avg_pool(x, stride, [0, 0], [s - 1 for s in stride], kernel, exclude_pad=True,
+                              rounding_type="floor")
     return n.ops.avg_pool(x, stride, pad, pad, kernel, exclude_pad=True, rounding_type=rounding)
 
 
@@ -410,6 +423,7 @@ OPS: dict[str, OpSpec] = {
         "target_shape": _pair("target_shape", "()")},
         "ConvolutionBackpropData / GroupConvolutionBackpropData; weights (C_in, F/G, k, k) regrouped"),
     "Activation": OpSpec(activation, {"act_type": _attr_one_of(None, *_ACT)}, "Relu, Sigmoid, Tanh, SoftPlus, SoftSign"),
+    **{op: OpSpec(_unary(op), {}, op.capitalize()) for op in ("relu", "sigmoid", "tanh")},
     "LeakyReLU": OpSpec(leaky_relu, {"act_type": _attr_one_of("leaky", "leaky", "elu", "prelu"),
                                      "slope": Attr("0.25", as_float), "lower_bound": Attr("0.125", as_float),
                                      "upper_bound": Attr("0.334", as_float)}, "PRelu (leaky, prelu), Elu"),
