@@ -1,0 +1,37 @@
+"""Where native IRs live and how their records read: fast, no conversion."""
+
+from __future__ import annotations
+
+import json
+
+from ssh_toolkit.convert import ConvertedModel
+from ssh_toolkit.workspace import Workspace
+
+
+def _record(**extra) -> dict:
+    return {"prefix": "sshb", "precision": "FP16", "input_size": 128, "checkpoint_kind": "toy", "weights": "standin",
+            "command": ["mo"], "mo_version": "2023.3.0", "seconds": 1.0, "inputs": {}, "outputs": {},
+            "sha256": {}, "fingerprint": "f", **extra}
+
+
+def test_ir_folders_per_route(tmp_path):
+    ws = Workspace(tmp_path)
+    assert ws.ir_dir("toy", 640, "FP32") == tmp_path / "ir" / "toy-640" / "FP32"  # Model Optimizer: unchanged
+    assert ws.ir_dir("toy", 640, "FP32", "mo") == ws.ir_dir("toy", 640, "FP32")
+    assert ws.ir_dir("toy", 640, "FP16", "native") == tmp_path / "ir" / "toy-640" / "native" / "FP16"
+
+
+def test_a_record_written_before_the_native_route_is_model_optimizers(tmp_path):
+    (tmp_path / "conversion.json").write_text(json.dumps(_record()))
+    ir = ConvertedModel.load(tmp_path)
+    assert ir.route == "mo" and not ir.dynamic and ir.model_name == "ir-fp16"
+    assert ir.convert_command().endswith("--precision FP16")
+
+
+def test_a_native_record_names_its_model_and_command(tmp_path):
+    (tmp_path / "conversion.json").write_text(json.dumps(_record(route="native", dynamic=True, command=["native"])))
+    ir = ConvertedModel.load(tmp_path)
+    assert ir.model_name == "ir-native-fp16"
+    assert ir.convert_command() == ("ssh-toolkit convert --force --weights toy --input-size 128 --precision FP16 "
+                                    "--route native --dynamic-shape")
+    assert ir.to_json()["route"] == "native"
