@@ -97,10 +97,12 @@ def _attr_one_of(default: str, *values: Any, parse: Callable[[str], Any] = as_st
     return Attr(default, parse, allowed, text)
 
 
-def _pair(name: str, default: str, *, positive: bool = False) -> Attr:
-    ok = (lambda v: len(v) == 2 and all(x > 0 for x in v)) if positive else \
-         (lambda v: len(v) in (0, 2) and all(x >= 0 for x in v))
-    return Attr(default, as_tuple, ok, f"2 {'positive' if positive else 'non-negative'} values (2-D {name})")
+def _pair(name: str, default: str | None, *, minimum: int = 0) -> Attr:
+    """A 2-D attribute: two integers >= ``minimum``, or empty when it has a default (MXNet's ``()``)."""
+    def ok(v: tuple[int, ...]) -> bool:
+        return (len(v) == 2 or (not v and default is not None)) and all(x >= minimum for x in v)
+
+    return Attr(default, as_tuple, ok, f"2 {'positive' if minimum > 0 else 'non-negative'} values (2-D {name})")
 
 
 # ------------------------------------------------------------------------------------------------------ builders
@@ -398,9 +400,9 @@ def identity(n: Node):
 # --------------------------------------------------------------------------------------------------------- table
 
 _CONV_COMMON = {
-    "kernel": _pair("kernel", None, positive=True),
-    "stride": _pair("stride", "()"),
-    "dilate": _pair("dilate", "()"),
+    "kernel": _pair("kernel", None, minimum=1),
+    "stride": _pair("stride", "()", minimum=1),
+    "dilate": _pair("dilate", "()", minimum=1),
     "pad": _pair("pad", "()"),
     "num_filter": Attr(None, as_int, lambda v: v > 0, "a positive integer"),
     "num_group": Attr("1", as_int, lambda v: v > 0, "a positive integer"),
@@ -433,7 +435,7 @@ OPS: dict[str, OpSpec] = {
         "pool_type": _attr_one_of("max", "max", "avg"),
         "global_pool": Attr("False", as_bool),
         "pooling_convention": _attr_one_of("valid", "valid", "full"),
-        "stride": _pair("stride", "()"), "pad": _pair("pad", "()"),
+        "stride": _pair("stride", "()", minimum=1), "pad": _pair("pad", "()"),
         "count_include_pad": Attr("None", lambda t: None if _none(t) else as_bool(t)),
         "layout": _attr_one_of("None", "None", "NCHW"),
     }, "MaxPool / AvgPool (floor or ceil), ReduceMax / ReduceMean (global); avg with padding: explicit Pad"),

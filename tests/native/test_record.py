@@ -35,3 +35,20 @@ def test_a_native_record_names_its_model_and_command(tmp_path):
     assert ir.convert_command() == ("ssh-toolkit convert --force --weights toy --input-size 128 --precision FP16 "
                                     "--route native --dynamic-shape")
     assert ir.to_json()["route"] == "native"
+
+
+def test_the_op_table_of_the_docs_lists_every_supported_op():
+    from pathlib import Path
+
+    from ssh_toolkit.native.ops import OPS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "native.md").read_text()
+    table = text[text.index("## Op table"):text.index("### The pitfalls")]
+    listed = set()
+    for cell in (row.split("|")[1] for row in table.splitlines() if row.startswith("| `")):
+        for name in cell.replace("`", "").split(","):
+            stem, *rest = name.strip().split("/")
+            listed.add(stem)
+            prefix = stem.rsplit("_", 1)[0] + "_" if rest else ""
+            listed.update(prefix + r for r in rest)
+    assert sorted(set(OPS) - listed) == [] and sorted(listed - set(OPS)) == []
