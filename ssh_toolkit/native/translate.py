@@ -181,7 +181,7 @@ def translate(symbol: SymbolInfo, params: Mapping[str, np.ndarray], *, input_nam
 
     heads = _heads(symbol, outputs)
     results = [ops.result(tensors[index]) for index in heads]
-    model = ov.Model(results, [parameter], "native")
+    model = ov.Model(results, [parameter], path.name.removesuffix(".json").removesuffix("-symbol"))
     return _with_preprocessing(model, input_name, preprocess)
 
 
