@@ -91,10 +91,6 @@ def _parse_attrs(path: Path, node, spec) -> dict:
     return attrs
 
 
-def supported_ops() -> tuple[str, ...]:
-    return tuple(OPS)
-
-
 def translate(symbol: SymbolInfo, params: Mapping[str, np.ndarray], *, input_name: str = "data",
               input_shape: Sequence[int | None] = (1, 3, None, None), preprocess: Preprocess = Preprocess(),
               outputs: Sequence[str] | None = None):

@@ -32,6 +32,22 @@ def toy(tmp_path_factory, card):
     return ws, synthesize_toy(card, ws.checkpoint_dir("toy"))
 
 
+@pytest.fixture(scope="module")
+def both_routes(tmp_path_factory, card, standin_ws):
+    """The session's standin workspace (checkpoint and Model Optimizer IRs, hard-linked: the session's own
+    workspace stays as other tests expect it) plus native FP32 and FP16 IRs."""
+    import os
+
+    ws, _, _ = standin_ws
+    root = tmp_path_factory.mktemp("both-routes") / "ws"
+    shutil.copytree(ws.root, root, copy_function=os.link, ignore=shutil.ignore_patterns("cache"))
+    copy = Workspace(root)
+    ck = Checkpoint.load(copy.checkpoint_dir("standin"))
+    mo = {p: ConvertedModel.load(copy.ir_dir("standin", SMALL, p)) for p in card.precisions}
+    native = {p: convert(card, ck, copy, p, SMALL, route="native") for p in card.precisions}
+    return copy, ck, mo, native
+
+
 def test_record_names_and_up_to_date_skip(card, toy):
     ws, ck = toy
     ir = convert(card, ck, ws, "FP32", SMALL, route="native")
@@ -98,11 +114,12 @@ def test_the_native_route_never_imports_mxnet(card, toy, tmp_path):
     assert proc.stdout.strip().endswith(f"toy-{SMALL}/native/FP32/sshb.xml")
 
 
-def test_native_irs_of_the_standin_equal_model_optimizers(card, standin_ws, sample_root):
+def test_native_irs_of_the_standin_equal_model_optimizers(card, both_routes, sample_root):
     """Acceptance: on every sample image, each output of ir-native-fp32/fp16 equals ir-fp32/fp16 exactly (f32
     execution), and passes the MXNet parity of its precision like Model Optimizer's."""
-    ws, ck, mo_irs = standin_ws
-    native = [convert(card, ck, ws, p, SMALL, route="native") for p in card.precisions]
+    ws, ck, mo_irs, by_precision = both_routes
+    native = list(by_precision.values())
+    assert load_irs(card, ck, ws, SMALL) == [*mo_irs.values(), *native]  # both routes, Model Optimizer's first
     images = list_images(sample_root)
     run = run_parity(card, ck, [*mo_irs.values(), *native], images, ws, progress=False)
     assert len(images) == 14
@@ -136,13 +153,13 @@ def test_native_irs_of_the_standin_equal_model_optimizers(card, standin_ws, samp
         np.testing.assert_array_equal(dynamic[name], fixed[name])
 
 
-def test_cli_convert_native_and_compare_prints_native_vs_mo(card, standin_ws, sample_root, tmp_path):
-    ws, ck, _ = standin_ws
+def test_cli_convert_native_and_compare_prints_native_vs_mo(card, both_routes, sample_root, tmp_path):
+    ws, ck, _, _ = both_routes
     runner = CliRunner()
     r = runner.invoke(app, ["convert", "--route", "native", "-w", str(ws.root), "--weights", "standin",
                             "--input-size", str(SMALL)])
     assert r.exit_code == 0, r.output
-    assert f"FP32: {ws.ir_dir('standin', SMALL, 'FP32', 'native') / 'sshb.xml'}" in r.output
+    assert f"FP32: {ws.ir_dir('standin', SMALL, 'FP32', 'native') / 'sshb.xml'} (up to date" in r.output
     out = tmp_path / "cmp"
     r = runner.invoke(app, ["compare", "-w", str(ws.root), "--weights", "standin", "--input-size", str(SMALL),
                             "--images", str(sample_root), "--limit", "2", "--report-dir", str(out)])
