@@ -52,3 +52,15 @@ def test_the_op_table_of_the_docs_lists_every_supported_op():
             prefix = stem.rsplit("_", 1)[0] + "_" if rest else ""
             listed.update(prefix + r for r in rest)
     assert sorted(set(OPS) - listed) == [] and sorted(listed - set(OPS)) == []
+
+
+def test_doctor_lists_the_irs_of_both_routes(tmp_path):
+    from ssh_toolkit.doctor import workspace_irs
+
+    ws = Workspace(tmp_path)
+    for route in ("mo", "native"):
+        d = ws.ir_dir("toy", 128, "FP32", route)
+        d.mkdir(parents=True)
+        (d / "sshb.xml").write_text("<net/>")
+    assert workspace_irs(ws) == [(tmp_path / "ir/toy-128/FP32/sshb.xml").resolve(),
+                                 (tmp_path / "ir/toy-128/native/FP32/sshb.xml").resolve()]
