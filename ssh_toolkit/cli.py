@@ -17,7 +17,7 @@ import typer
 from . import interrupts
 from .card import EXEC_SUFFIXES, PRECISIONS
 from .errors import EXIT_CODES_HELP, EXIT_ENVIRONMENT, ToolkitError, UsageError
-from .run_record import REFERENCE_MODEL, default_run_dir, ir_model_name
+from .run_record import REFERENCE_MODEL, ROUTES, default_run_dir, ir_model_name
 from .runners.openvino import EXEC_CHOICES
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
 
@@ -25,7 +25,8 @@ from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
 AUTO = "auto"
 WEIGHTS_CHOICES = (AUTO, *CHECKPOINT_KINDS)
 STANDIN_KINDS = tuple(k for k in CHECKPOINT_KINDS if k != "real")
-MODEL_CHOICES = (REFERENCE_MODEL, *(ir_model_name(p, e) for p in PRECISIONS for e in (None, *EXEC_SUFFIXES)))
+MODEL_CHOICES = (REFERENCE_MODEL, *(ir_model_name(p, e, r) for r in ROUTES for p in PRECISIONS
+                                    for e in (None, *EXEC_SUFFIXES)))
 # Repeatable options take an Enum (Typer lists cannot hold a Literal); _plain hands the command plain strings.
 PrecisionChoice = StrEnum("PrecisionChoice", {p: p for p in PRECISIONS})
 ModelChoice = StrEnum("ModelChoice", {m: m for m in MODEL_CHOICES})
@@ -221,11 +222,19 @@ def convert(
     input_size: InputSize = None,
     force: Annotated[bool, typer.Option(help="Convert even if the IR is up to date.")] = False,
     mo_env: MoEnv = None,
+    route: Annotated[Literal[ROUTES], typer.Option(
+        help="mo: Model Optimizer 2023.3 from its legacy environment; native: translate the checkpoint on the "
+             "current OpenVINO without Model Optimizer or MXNet, to ir/<kind>-<size>/native/ (models "
+             "ir-native-fp32, ir-native-fp16).")] = "mo",
+    dynamic_shape: Annotated[bool, typer.Option(
+        "--dynamic-shape", help="With --route native: leave the input's height and width dynamic (to "
+                                "ir/<kind>-dynamic/native/).")] = False,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Run Model Optimizer with the card's arguments (--reverse_input_channels, --mean_values, ...) to FP32
-    and FP16 IRs. Skips an IR that is up to date for the same checkpoint, arguments and Model Optimizer."""
+    and FP16 IRs, or translate the checkpoint natively (--route native). Skips an IR that is up to date for the
+    same checkpoint, arguments and converter."""
     from .convert import convert as do_convert
 
     with errors_to_exit():
@@ -233,8 +242,10 @@ def convert(
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
         for p in _precisions(card, precision):
-            ir = do_convert(card, ck, ws, p, input_size, force=force, mo_env=mo_env)
-            how = "up to date, not converted again" if ir.reused else f"Model Optimizer {ir.seconds:.1f} s"
+            ir = do_convert(card, ck, ws, p, input_size, force=force, mo_env=mo_env, route=route,
+                            dynamic=dynamic_shape)
+            converter = "Model Optimizer" if ir.route == "mo" else "native translation"
+            how = "up to date, not converted again" if ir.reused else f"{converter} {ir.seconds:.1f} s"
             typer.echo(f"{p}: {ir.xml} ({how}; outputs {', '.join(ir.outputs)})")
 
 
@@ -281,12 +292,15 @@ def compare(
 
             ds = open_wider(data_root)
             paths = [ds.image_path(item) for item in ds.select(limit=limit)]
-        irs = []
+        irs, native = [], []
         for p in _precisions(card, precision):
             if not (ws.ir_dir(ck.kind, size, p) / "conversion.json").is_file():
                 raise UsageError(f"{ws.ir_dir(ck.kind, size, p)}: not converted; run 'ssh-toolkit convert --weights "
                                  f"{ck.kind} --input-size {size} --precision {p}' first")
             irs.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p)))
+            if (ws.ir_dir(ck.kind, size, p, "native") / "conversion.json").is_file():  # both routes side by side
+                native.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p, "native")))
+        irs += native
         out_dir = report_dir or default_run_dir("compare")
         checked = check_replaceable(out_dir, "compare")  # before the work, not after
         run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels,
@@ -295,6 +309,9 @@ def compare(
         for r in run.results:
             for d in r.diffs:
                 typer.echo(f"[{r.test}] {d.verdict_line()}")
+        for row in run.routes:
+            same = "identical" if row["identical"] else "DIFFERENT"
+            typer.echo(f"[{row['native']} vs {row['mo']}] {row['output']}: max_abs={row['max_abs']:.3e} ({same})")
         for r in run.self_check:
             worst = max(r.diffs, key=lambda d: d.min_passing_atol)
             verdict = "detected (FAIL as expected)" if not r else "NOT detected: the comparison is too loose"

@@ -33,7 +33,7 @@ from .metric.box_match import BoxMatchAccumulator
 from .metric.parity import ParityAccumulator, ParityResult
 from .model.decode import decode
 from .model.detections import Detections
-from .run_record import REFERENCE_MODEL, OutputParity, RunSummary, default_run_dir
+from .run_record import REFERENCE_MODEL, ROUTES, OutputParity, RunSummary, default_run_dir
 from .workspace import Checkpoint, Workspace
 
 # ------------------------------------------------------------------------------------------------------------
@@ -258,11 +258,13 @@ def _tables(scores: Sequence[ModelScore], parity: Sequence[ParityResult], box_ma
 
 def load_irs(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, size: int,
              precisions: Sequence[str] | None = None) -> list[ConvertedModel]:
-    """The converted IRs available for this checkpoint and size (those not converted are left out)."""
+    """The converted IRs available for this checkpoint and size (those not converted are left out): Model
+    Optimizer's, then the native route's."""
     irs = []
-    for p in precisions or card.precisions:
-        directory = workspace.ir_dir(checkpoint.kind, size, p)
-        if (directory / "conversion.json").is_file():
-            irs.append(ConvertedModel.load(directory))
+    for route in ROUTES:
+        for p in precisions or card.precisions:
+            directory = workspace.ir_dir(checkpoint.kind, size, p, route)
+            if (directory / "conversion.json").is_file():
+                irs.append(ConvertedModel.load(directory))
     return irs
 

@@ -89,21 +89,26 @@ def release_unused_run_dirs() -> list[Path]:
     return removed
 
 
-def ir_model_name(precision: str, exec_precision: str | None = None) -> str:
-    """``FP32`` -> ``ir-fp32``; with the precision it runs in when that is not pinned f32: ``ir-fp32@bf16``.
+ROUTES = ("mo", "native")  # how an IR was made: Model Optimizer (the default) or the native translator
+
+
+def ir_model_name(precision: str, exec_precision: str | None = None, route: str = "mo") -> str:
+    """``FP32`` -> ``ir-fp32``; with the precision it runs in when that is not pinned f32: ``ir-fp32@bf16``; an IR
+    of the native route: ``ir-native-fp32`` (``ir-native-fp32@bf16``).
 
     How runs, tables and gate rules name an IR.
     """
-    return f"ir-{precision.lower()}" + (f"@{exec_precision}" if exec_precision else "")
+    kind = "ir" if route == "mo" else f"ir-{route}"
+    return f"{kind}-{precision.lower()}" + (f"@{exec_precision}" if exec_precision else "")
 
 
 def order_models(models: Iterable[str], precisions: Sequence[str]) -> list[str]:
     """MXNet first, then the IRs in ``precisions`` order (the card's, or :attr:`RunSummary.ir_precisions`), each
-    followed by its execution variants (``ir-fp32``, ``ir-fp32@bf16``, ``ir-fp16``, ...), then anything else
-    sorted; duplicates dropped."""
+    followed by its execution variants (``ir-fp32``, ``ir-fp32@bf16``, ``ir-fp16``, ...), then the native route's
+    IRs in the same order (``ir-native-fp32``, ...), then anything else sorted; duplicates dropped."""
     models = list(dict.fromkeys(models))
     order = [REFERENCE_MODEL]
-    for name in dict.fromkeys(ir_model_name(p.split("@")[0]) for p in precisions):
+    for name in dict.fromkeys(ir_model_name(p.split("@")[0], route=r) for r in ROUTES for p in precisions):
         order += [name, *sorted(m for m in models if m.startswith(name + "@"))]
     order = list(dict.fromkeys(order))
     return [m for m in order if m in models] + sorted(m for m in models if m not in order)

@@ -126,6 +126,10 @@ def parity_markdown(run, card: ModelCard, weights: str, kind: str) -> str:
         lines += ["", "## Self-check: IR fed RGB instead of BGR (wrong preprocessing)", "",
                   "This must fail; it shows the size of a channel-order bug next to the real differences.", "",
                   markdown_table(sc[["test", "output", "max_abs", "cosine", "min_passing_atol", "passed"]])]
+    if run.routes:
+        lines += ["", "## Native route vs Model Optimizer", "",
+                  "The same images through the IR of each route, per output: the largest absolute difference "
+                  "(0 = identical outputs).", "", markdown_table(run.routes_frame())]
     lines += ["", "Images:", ""] + [f"- {p}" for p in run.images]
     return "\n".join(lines) + "\n"
 
@@ -134,6 +138,8 @@ def write_parity_report(directory: str | Path, card: ModelCard, checkpoint, run,
     tables = {"parity": run.to_frame()}
     if run.self_check:
         tables["parity_self_check"] = run.self_check_frame()
+    if run.routes:
+        tables["native_vs_mo"] = run.routes_frame()
     meta = run_metadata(card, checkpoint.weights, checkpoint.kind, command="compare", input_size=run.input_size,
                         images=[str(p) for p in run.images], params_sha256=checkpoint.params_sha256,
                         passed=bool(run))
