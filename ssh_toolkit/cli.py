@@ -15,7 +15,7 @@ from typing import Annotated, Iterator, Literal, Optional
 import typer
 
 from . import interrupts
-from .card import EXEC_SUFFIXES, PRECISIONS
+from .card import EXEC_SUFFIXES, PRECISIONS, QUANTIZED
 from .errors import EXIT_CODES_HELP, EXIT_ENVIRONMENT, ToolkitError, UsageError
 from .run_record import REFERENCE_MODEL, default_run_dir, ir_model_name
 from .runners.openvino import EXEC_CHOICES
@@ -25,7 +25,8 @@ from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
 AUTO = "auto"
 WEIGHTS_CHOICES = (AUTO, *CHECKPOINT_KINDS)
 STANDIN_KINDS = tuple(k for k in CHECKPOINT_KINDS if k != "real")
-MODEL_CHOICES = (REFERENCE_MODEL, *(ir_model_name(p, e) for p in PRECISIONS for e in (None, *EXEC_SUFFIXES)))
+MODEL_CHOICES = (REFERENCE_MODEL, *(ir_model_name(p, e) for p in (*PRECISIONS, QUANTIZED)
+                                    for e in (None, *EXEC_SUFFIXES)))
 # Repeatable options take an Enum (Typer lists cannot hold a Literal); _plain hands the command plain strings.
 PrecisionChoice = StrEnum("PrecisionChoice", {p: p for p in PRECISIONS})
 ModelChoice = StrEnum("ModelChoice", {m: m for m in MODEL_CHOICES})
@@ -236,6 +237,60 @@ def convert(
             ir = do_convert(card, ck, ws, p, input_size, force=force, mo_env=mo_env)
             how = "up to date, not converted again" if ir.reused else f"Model Optimizer {ir.seconds:.1f} s"
             typer.echo(f"{p}: {ir.xml} ({how}; outputs {', '.join(ir.outputs)})")
+
+
+@app.command()
+def quantize(
+    weights: WeightsOpt = "auto",
+    input_size: InputSize = None,
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="WIDER-layout dataset whose first --subset-size images validate the INT8 IR [default: "
+                            "the generated sample in the workspace].")] = None,
+    calibration_root: Annotated[Optional[Path], typer.Option(
+        "--calibration-root", help="WIDER-layout dataset the calibration images are drawn from [default: "
+                                   "--data-root; the record then says they are part of the evaluation set].")] = None,
+    calibration_images: Annotated[Optional[int], typer.Option(
+        "--calibration-images", min=1, metavar="N",
+        help="Calibration images, drawn with --seed; fewer present is an error [default: the card's "
+             "quantize.calibration_images, or all present when fewer].")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(
+        "--max-drop", min=0, metavar="POINTS",
+        help="mAP points the INT8 IR may lose against the FP32 IR on the validation images [default: the card's "
+             "quantize.max_drop].")] = None,
+    subset_size: Annotated[Optional[int], typer.Option(
+        "--subset-size", min=0, metavar="N",
+        help="Validation images: the first N of --data-root, 0 = all [default: the card's quantize.subset_size]."
+    )] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", min=0, help="Seed of the calibration draw [default: the card's quantize.seed].")] = None,
+    force: Annotated[bool, typer.Option(help="Quantize even if the INT8 IR is up to date.")] = False,
+    pipeline: Pipeline = _default_pipeline(),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Post-training INT8 of the FP32 IR with NNCF's accuracy control: layers go back to floating point until
+    the INT8 IR loses at most --max-drop mAP points (the card's protocol) against the FP32 IR. Writes
+    ir/<kind>-<size>/INT8/ (model ir-int8) with its record; skipped when up to date. Exit 1 when the drop limit
+    cannot be reached (nothing written), 2 when fewer calibration images than asked are present."""
+    from .quantize import quantize as do_quantize
+
+    with errors_to_exit():
+        card = _card(pipeline)
+        ws = _workspace(workspace)
+        ck = _checkpoint(ws, weights)
+        root = data_root or ws.sample_data
+        if data_root is None and not root.exists():
+            raise UsageError(f"{root}: no dataset; pass --data-root or run 'ssh-toolkit make-sample'")
+        q = do_quantize(card, ck, ws, root, input_size=input_size, calibration_root=calibration_root,
+                        calibration_count=calibration_images, max_drop=max_drop, subset_size=subset_size,
+                        seed=seed, force=force, say=lambda m: typer.echo(m, err=True))
+        how = "up to date, not quantized again" if q.reused else f"quantized in {q.seconds:.1f} s"
+        typer.echo(f"INT8: {q.xml} ({how})")
+        typer.echo(f"mAP on {q.validation['n_images']} validation images: FP32 {q.map_fp32:.3f} %, INT8 "
+                   f"{q.map_int8:.3f} %: drop {q.achieved_drop:.3f} points (max {q.max_drop:g}); "
+                   f"{q.n_int8_layers} layers in INT8, {len(q.float_layers)} kept in floating point"
+                   + (f" ({', '.join(q.float_layers)})" if q.float_layers else ""))
+        if q.calibration_note:
+            typer.echo(f"note: {q.calibration_note}")
 
 
 @app.command()

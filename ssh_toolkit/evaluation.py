@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .cache import RawCache
-from .card import ModelCard
+from .card import QUANTIZED, ModelCard
 from .convert import ConvertedModel
 from .data.wider import WiderDataset, open_wider
 from .errors import InputDataError
@@ -264,5 +264,11 @@ def load_irs(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, size
         directory = workspace.ir_dir(checkpoint.kind, size, p)
         if (directory / "conversion.json").is_file():
             irs.append(ConvertedModel.load(directory))
+    if card.quantize is not None and (precisions is None or QUANTIZED in precisions):
+        from .quantize import QuantizedModel  # the INT8 IR of 'ssh-toolkit quantize', when there is one
+
+        directory = workspace.ir_dir(checkpoint.kind, size, QUANTIZED)
+        if (directory / "conversion.json").is_file():
+            irs.append(QuantizedModel.load(directory))
     return irs
 
