@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,8 +34,6 @@ from .errors import CardError, GateFailure, InputDataError
 from .fileio import atomic_dir, check_replaceable, remove_owned_dir, sha256_file, write_json
 from .workspace import Checkpoint, Workspace
 
-# Layer types NNCF quantizes in this network; one without a FakeQuantize on its input runs in floating point.
-_WEIGHTED = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
 SAME_FOLDER_NOTE = ("the calibration images are part of the evaluation set (calibration and evaluation data are "
                     "the same folder)")
 
@@ -56,8 +55,8 @@ class QuantizedModel(ConvertedModel):
     map_fp32: float = 0.0  # on the validation images, percent
     map_int8: float = 0.0
     achieved_drop: float = 0.0  # map_fp32 - map_int8, mAP points
-    float_layers: tuple[str, ...] = ()  # weighted layers kept in floating point
-    n_int8_layers: int = 0  # weighted layers that run in INT8
+    float_layers: tuple[str, ...] = ()  # operations NNCF put back into floating point (their inputs unquantized)
+    n_int8_layers: int = 0  # operations with a quantized input in the INT8 IR
     tried: tuple[float, ...] = ()  # the INT8 mAPs NNCF measured on the whole validation set, in order
 
     def convert_command(self) -> str:
@@ -211,18 +210,22 @@ def _compile_f32(model):
     return ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
 
 
-def float_layers(model) -> tuple[list[str], int]:
-    """Weighted layers whose input is not quantized (they run in floating point), and how many are."""
-    kept, quantized = [], 0
+def quantized_inputs(model) -> list[str]:
+    """The operations with a quantized (FakeQuantize) input, in graph order: what runs in INT8."""
+    out: dict[str, None] = {}
     for op in model.get_ordered_ops():
-        if op.get_type_name() not in _WEIGHTED:
-            continue
-        source = op.input_value(0).get_node()
-        if source.get_type_name() == "FakeQuantize":
-            quantized += 1
-        else:
-            kept.append(op.get_friendly_name())
-    return kept, quantized
+        if op.get_type_name() == "FakeQuantize":
+            for o in op.outputs():
+                for t in o.get_target_inputs():
+                    out[t.get_node().get_friendly_name()] = None
+    return list(out)
+
+
+def float_layers(fully_quantized, final) -> tuple[list[str], int]:
+    """The operations NNCF put back into floating point (quantized in the fully quantized model, not in the final
+    one), and how many operations of the final model run in INT8."""
+    kept = set(quantized_inputs(final))
+    return [n for n in quantized_inputs(fully_quantized) if n not in kept], len(kept)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -264,6 +267,7 @@ def quantize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, data
     """
     import nncf
     import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     from .model.outputs import canonical_name
     from .report.markdown import versions
@@ -306,9 +310,12 @@ def quantize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, data
     model = ov.Core().read_model(str(source.xml))
     say(f"quantize: NNCF {nncf_version}, {len(calib.images)} calibration images, {len(val.images)} validation "
         f"images, max drop {max_drop:g} mAP points")
-    int8 = nncf.quantize_with_accuracy_control(
-        model, calibration, validation, validator, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
-        subset_size=len(calib.images))
+    with tempfile.TemporaryDirectory(prefix="ssh-toolkit-int8-") as first:  # NNCF's fully quantized model
+        int8 = nncf.quantize_with_accuracy_control(
+            model, calibration, validation, validator, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
+            subset_size=len(calib.images),
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(intermediate_model_dir=first))
+        kept, n_int8 = float_layers(ov.Core().read_model(str(Path(first) / "intermediate_model.xml")), int8)
     # What NNCF returned, measured as evaluate will run it (pinned f32 hint) on the whole validation set.
     n_val = len(val.images)
     full = [m for n, m in validator.maps if n == n_val]
@@ -316,16 +323,15 @@ def quantize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, data
     map_int8, _ = map_with_per_image(card, validator.detections(_compile_f32(int8), range(n_val)))
     tried = tuple(full[1:])
     drop = map_fp32 - map_int8
-    kept, n_int8 = float_layers(int8)
     seconds = time.perf_counter() - start
     if drop > max_drop + 1e-9:
         best = map_fp32 - max([*tried, map_int8])
         removed = remove_owned_dir(target, "ir")
         raise GateFailure(
-            f"quantize: the INT8 IR loses {drop:.3f} mAP points against the FP32 IR on {n_val} validation images, "
-            f"more than --max-drop {max_drop:g}; best drop achieved {best:.3f} points after NNCF tried "
-            f"{len(tried)} INT8 variants (fully quantized first, then layers back in floating point: "
-            f"{len(kept)} of {len(kept) + n_int8} kept in float at the end); no INT8 IR written"
+            f"quantize: the INT8 IR's mAP drop against the FP32 IR is {drop:.3f} points on {n_val} validation "
+            f"images, more than --max-drop {max_drop:g}; best drop achieved {best:.3f} points after NNCF tried "
+            f"{len(tried)} INT8 variants (fully quantized first, then operations back in floating point: "
+            f"{len(kept)} of {len(kept) + n_int8} at the end); no INT8 IR written"
             + (f" (the previous one in {target} was removed)" if removed else "")
             + "; allow a larger drop or use other calibration images")
 
