@@ -194,8 +194,8 @@ def test_box_match_rate_per_precision(card):
 def test_run_from_another_card_or_unknown_precision_is_an_input_error(card):
     with pytest.raises(InputDataError, match="made with the card 'other'"):
         check_gate(make_summary(model="other"), None, card)
-    with pytest.raises(InputDataError, match="precision 'INT8'"):
-        check_gate(make_summary(precisions={"mxnet": "FP32", "ir-fp32": "FP32", "ir-fp16": "INT8"}), None, card)
+    with pytest.raises(InputDataError, match="precision 'INT4'"):
+        check_gate(make_summary(precisions={"mxnet": "FP32", "ir-fp32": "FP32", "ir-fp16": "INT4"}), None, card)
 
 
 def _run_dir(tmp_path, summary: RunSummary):
