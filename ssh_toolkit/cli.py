@@ -617,6 +617,52 @@ def _missing_baseline_hint(baseline: Path, run_dir: Path, package_dir: Path = Pa
 
 
 @app.command()
+def benchmark(
+    weights: WeightsOpt = "auto",
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="WIDER-layout dataset [default: the generated sample in the workspace].")] = None,
+    limit: Annotated[Optional[int], _limit("all")] = None,
+    input_size: InputSize = None,
+    model: Annotated[Optional[list[ModelChoice]], typer.Option(
+        "--model", callback=_plain, metavar="NAME", help="Model to measure, repeatable [default: all available].")
+    ] = None,
+    exec_precision: ExecPrecisions = None,
+    jobs: Annotated[int, typer.Option(min=0, help="OpenVINO infer requests in flight (0 = OpenVINO's choice).")] = 0,
+    report_dir: Annotated[Optional[Path], typer.Option(
+        "--report-dir", help="Run folder [default: reports/runs/<time>-benchmark-<weights>-<size>].")] = None,
+    pipeline: Pipeline = _default_pipeline(),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """One table with a row per model variant (mxnet, ir-fp32, ir-fp32@bf16, ir-fp16, ir-int8, ...): mAP on the
+    data, mAP drop vs MXNet, seconds per image, images per second and speed-up over ir-fp32, every model inferred
+    afresh through evaluate's runners. Writes benchmark.csv/.json and report.md into a run folder."""
+    from .benchmark import benchmark as do_benchmark
+    from .benchmark import format_table
+    from .evaluation import load_irs
+
+    with errors_to_exit():
+        card = _card(pipeline)
+        ws = _workspace(workspace)
+        ck = _checkpoint(ws, weights)
+        size = card.resolve_input_size(input_size)
+        root = data_root or ws.sample_data
+        if data_root is None and not root.exists():
+            raise UsageError(f"{root}: no dataset; pass --data-root or run 'ssh-toolkit make-sample'")
+        irs = load_irs(card, ck, ws, size)
+        if not model:
+            _say_left_out(card, ck, irs, size)
+        b = do_benchmark(card, ck, irs, root, ws, input_size=size, limit=limit, models=model,
+                         exec_precisions=exec_precision or ("f32", "default"), run_dir=report_dir, jobs=jobs,
+                         say=lambda m: typer.echo(m, err=True))
+        from .report.markdown import standin_banner
+
+        typer.echo(standin_banner(ck.weights, ck.kind, card.reference_map))
+        typer.echo(format_table(b.table))
+        typer.echo(f"table: {(b.run_dir / 'benchmark.csv').resolve()}")
+        typer.echo(f"report: {(b.run_dir / 'report.md').resolve()}")
+
+
+@app.command()
 def doctor(
     mo_env: MoEnv = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,

@@ -238,3 +238,24 @@ def test_an_interrupted_quantization_leaves_nothing(int8_ws, card, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         quantize(card, ck, ws, ws.sample_data, input_size=SIZE, force=True, progress=False, say=lambda m: None)
     assert sorted(p.name for p in ws.ir_dir("toy", SIZE, "FP32").parent.iterdir()) == ["FP32"]
+
+
+@pytest.mark.slow
+def test_benchmark_tables_every_variant_with_its_drop_and_speed_up(int8_ws, card, tmp_path):
+    import json
+
+    ws, ck, q = int8_ws
+    r = cli("benchmark", "-w", ws.root, "--weights", "toy", "--input-size", SIZE, "--exec-precision", "f32",
+            "--model", "mxnet", "--model", "ir-fp32", "--model", "ir-int8", "--report-dir", tmp_path / "bench")
+    assert r.exit_code == 0, r.output
+    rows = {row["model"]: row for row in json.loads((tmp_path / "bench" / "benchmark.json").read_text())}
+    assert list(rows) == ["mxnet", "ir-fp32", "ir-int8"]
+    assert rows["ir-int8"]["map_percent"] == pytest.approx(q.map_int8, abs=1e-9)  # all 14 images, afresh
+    assert rows["ir-int8"]["drop_vs_mxnet"] == pytest.approx(rows["mxnet"]["map_percent"] - q.map_int8)
+    assert rows["ir-fp32"]["speedup_vs_ir_fp32"] == 1.0
+    i8 = rows["ir-int8"]
+    assert i8["speedup_vs_ir_fp32"] == pytest.approx(i8["img_per_s"] / rows["ir-fp32"]["img_per_s"])
+    assert i8["s_per_img"] == pytest.approx(1 / i8["img_per_s"]) and i8["n_images"] == 14
+    assert (tmp_path / "bench" / "benchmark.csv").is_file()
+    assert "| ir-int8 | INT8 | f32 | 14 |" in (tmp_path / "bench" / "report.md").read_text()
+    assert "STAND-IN WEIGHTS" in r.output and f"table: {tmp_path / 'bench' / 'benchmark.csv'}" in r.output
