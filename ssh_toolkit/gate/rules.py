@@ -30,9 +30,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..card import ModelCard, Tolerance
+from ..card import QUANTIZED, ModelCard, Tolerance
 from ..errors import InputDataError
-from ..run_record import REFERENCE_MODEL, OutputParity, RunSummary, order_models
+from ..run_record import REFERENCE_MODEL, OutputParity, RunSummary, ir_model_name, order_models
 from .baseline import Baseline, _is_number, check_comparable, update_notes, write_baseline
 from .result import Check, GateResult
 
@@ -85,6 +85,10 @@ def _map_vs_baseline(current: RunSummary, baseline: Baseline | None, card: Model
         if v is None:
             if "@" in m:  # an execution variant: its absence says where the run ran, not that it regressed
                 checks.append(Check(name, None, b - atol, b, None, _variant_absent(m, current), ">="))
+            elif m == ir_model_name(QUANTIZED) and not any(p.split("@")[0] == QUANTIZED
+                                                            for p in current.precisions.values()):
+                checks.append(Check(name, None, b - atol, b, None, "in the baseline, not in this run (no INT8 IR: "
+                                    "run without --no-quantize, or 'ssh-toolkit quantize'); not compared", ">="))
             else:
                 checks.append(Check(name, None, b - atol, b, False,
                                     f"in the baseline (mAP {b:.3f}) but missing from the run", ">="))
