@@ -161,6 +161,10 @@ def test_evaluate_finds_ir_int8_and_measures_the_recorded_map(int8_ws, card, tmp
     assert names["box_match_rate[ir-int8]"].limit == card.gates.min_box_match_rate["INT8"]
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## INT8 (ssh-toolkit quantize)" in report and SAME_FOLDER_NOTE in report
+    from ssh_toolkit.report.html import write_html_report
+
+    page = write_html_report(tmp_path / "run").read_text()
+    assert "INT8 (ssh-toolkit quantize)" in page and f"ir-int8: {SAME_FOLDER_NOTE}" in page
 
 
 @pytest.mark.slow
