@@ -211,10 +211,11 @@ def _compile_f32(model):
 
 
 def quantized_inputs(model) -> list[str]:
-    """The operations with a quantized (FakeQuantize) input, in graph order: what runs in INT8."""
+    """The operations with a quantized activation (a FakeQuantize not on a constant), in graph order: what runs in
+    INT8. Weight quantizers are left out: NNCF turns them into INT8 constants in the final model."""
     out: dict[str, None] = {}
     for op in model.get_ordered_ops():
-        if op.get_type_name() == "FakeQuantize":
+        if op.get_type_name() == "FakeQuantize" and op.input_value(0).get_node().get_type_name() != "Constant":
             for o in op.outputs():
                 for t in o.get_target_inputs():
                     out[t.get_node().get_friendly_name()] = None
