@@ -263,3 +263,18 @@ def test_benchmark_tables_every_variant_with_its_drop_and_speed_up(int8_ws, card
     assert (tmp_path / "bench" / "benchmark.csv").is_file()
     assert "| ir-int8 | INT8 | f32 | 14 |" in (tmp_path / "bench" / "report.md").read_text()
     assert "STAND-IN WEIGHTS" in r.output and f"table: {tmp_path / 'bench' / 'benchmark.csv'}" in r.output
+
+
+@pytest.mark.slow
+def test_compare_reports_int8_differences_and_leaves_it_out_of_the_channel_self_check(int8_ws, card):
+    from ssh_toolkit.card import REPORTED_ONLY
+    from ssh_toolkit.compare import run_parity
+
+    ws, ck, q = int8_ws
+    fp32 = ConvertedModel.load(ws.ir_dir("toy", SIZE, "FP32"))
+    paths = sorted((ws.sample_data / "WIDER_val" / "images").rglob("*.jpg"))[:2]
+    run = run_parity(card, ck, [fp32, q], paths, ws, swap_channels_check=True, progress=False)
+    int8 = next(r for r in run.results if r.test == "ir-int8")
+    assert int8 and all(d.tolerance == REPORTED_ONLY for d in int8.diffs)
+    assert max(d.max_abs for d in int8.diffs) > 1e-3  # INT8 does change the raw outputs
+    assert [r.test for r in run.self_check] == ["ir-fp32"]
