@@ -101,6 +101,8 @@ def run_parity(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedM
         bad = to_tensor(resized, card.preprocess["ir"], swap_channels=True)
         reference = caches[ref.name].get(image_set.keys[0], ref.name)[0]
         for m in tests:
+            if card.parity_reported_only(m.precision):  # INT8 has no tolerance that could catch the mistake
+                continue
             acc = ParityAccumulator(card, m.precision, ref.name, m.name)
             with m.make_runner() as runner:
                 acc.update(reference, runner.infer(bad))

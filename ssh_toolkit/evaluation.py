@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .cache import RawCache
-from .card import ModelCard
+from .card import QUANTIZED, ModelCard
 from .convert import ConvertedModel
 from .data.wider import WiderDataset, open_wider
 from .errors import InputDataError
@@ -198,6 +198,8 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
         import pandas as pd
 
         tables["image_warnings"] = pd.DataFrame([{"image": k, "warning": v} for k, v in image_warnings.items()])
+    if quantized := [ir for ir in irs if ir.precision == QUANTIZED and ir.model_name in by_name]:
+        tables["quantization"] = _quantization_frame(quantized, data_root)
     if official:
         import pandas as pd
 
@@ -210,6 +212,23 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
                                    "irs": [ir.to_json() for ir in irs if ir.model_name in by_name]},
                      evaluation_markdown(summary, tables))
     return Evaluation(run_dir, summary, scores, parity, inferred, image_warnings)
+
+
+def _quantization_frame(quantized: Sequence[ConvertedModel], data_root: str | Path):
+    """How each INT8 IR was made, and whether its calibration images are part of the evaluated set."""
+    import pandas as pd
+
+    from .quantize import SAME_FOLDER_NOTE
+
+    rows = []
+    for ir in quantized:
+        same = Path(ir.calibration["root"]).resolve() == Path(data_root).resolve()
+        rows.append({"model": ir.model_name, "calibration_root": ir.calibration["root"],
+                     "calibration_images": ir.calibration["n_images"], "calibration_in_evaluation_set": same,
+                     "max_drop": ir.max_drop, "validation_drop": ir.achieved_drop,
+                     "float_layers": ", ".join(ir.float_layers), "nncf": ir.nncf_version,
+                     "note": SAME_FOLDER_NOTE if same else ""})
+    return pd.DataFrame(rows)
 
 
 def runtime_info(device: str = "CPU") -> dict:
@@ -266,5 +285,11 @@ def load_irs(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, size
             directory = workspace.ir_dir(checkpoint.kind, size, p, route)
             if (directory / "conversion.json").is_file():
                 irs.append(ConvertedModel.load(directory))
+        if route == "mo" and card.quantize is not None and (precisions is None or QUANTIZED in precisions):
+            from .quantize import QuantizedModel  # the INT8 IR of 'ssh-toolkit quantize', when there is one
+
+            directory = workspace.ir_dir(checkpoint.kind, size, QUANTIZED)
+            if (directory / "conversion.json").is_file():
+                irs.append(QuantizedModel.load(directory))
     return irs
 

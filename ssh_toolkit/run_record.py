@@ -120,16 +120,20 @@ class OutputParity:
 
     max_abs: float
     min_passing_atol: float
-    atol: float
+    atol: float | None  # None: reported only, not judged (INT8)
     cosine: float
-    min_cosine: float
+    min_cosine: float | None
     passed: bool
     reason: str = ""  # why it failed (atol exceeded by how much, cosine too low, shape, non-finite); "" if passed
     rtol: float | None = None  # None in format-1 summaries, which did not record it
 
     @classmethod
     def of(cls, d: OutputDiff) -> "OutputParity":
+        from .card import REPORTED_ONLY
+
         t = d.tolerance
+        if t == REPORTED_ONLY:  # INT8: the differences are reported, no tolerance judged them (atol, min_cosine null)
+            return cls(d.max_abs, d.min_passing_atol, None, d.cosine, None, d.passed, d.reason, None)
         return cls(d.max_abs, d.min_passing_atol, t.atol, d.cosine, t.min_cosine, d.passed, d.reason, t.rtol)
 
     @classmethod
@@ -255,8 +259,8 @@ _SUMMARY_FIELDS = {
 }
 _SUMMARY_REQUIRED = ("run_id", "model", "map", "n_images", "input_size", "protocol", "protocol_params", "weights",
                      "checkpoint_kind", "note", "reference_map", "dataset", "precisions")
-_PARITY_FIELDS = {"max_abs": "number", "min_passing_atol": "number", "atol": "number", "cosine": "number",
-                  "min_cosine": "number", "passed": "bool", "reason": "str", "rtol": "number|null", "problem": "str"}
+_PARITY_FIELDS = {"max_abs": "number", "min_passing_atol": "number", "atol": "number|null", "cosine": "number",
+                  "min_cosine": "number|null", "passed": "bool", "reason": "str", "rtol": "number|null", "problem": "str"}
 _PARITY_REQUIRED = ("max_abs", "min_passing_atol", "atol", "cosine", "min_cosine", "passed")
 _BOX_MATCH_FIELDS = {"n_ref": "int", "n_test": "int", "matched": "int", "box_match_rate": "number",
                      "match_rate": "number", "only_ref": "int", "only_test": "int", "mean_abs_score_diff": "number",

@@ -185,6 +185,12 @@ def evaluation_markdown(summary, tables: Mapping[str, Any]) -> str:
                                                    "reason"]]),
                   "", "## Box match rate (share of MXNet detections the IR reproduces)", "",
                   markdown_table(tables["box_match"])]
+    if "quantization" in tables:
+        q = tables["quantization"]
+        lines += ["", "## INT8 (ssh-toolkit quantize)", "", markdown_table(q)]
+        for m, n in zip(q["model"], q["note"]):
+            if n:
+                lines += ["", f"**Note ({m}):** {n}; its mAP on these images is not an independent figure."]
     if "official" in tables:
         lines += ["", "## Official WIDER FACE AP (separate metric; NOT comparable with the mAP above)", "",
                   "Min-max normalised scores, 1000 thresholds, GT-free images skipped, Easy/Medium/Hard sets "
