@@ -620,10 +620,13 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
     if isinstance(data, Mapping) and "localize" in data:
         lo = r.get(data, "localize")
         thresholds = r.get(lo, "threshold", "localize.")
-        r.only(thresholds, "localize.threshold.", (*precisions, *executed))
+        int8_keys = (QUANTIZED, *(f"{QUANTIZED}@{e}" for e in EXEC_SUFFIXES)) if quantize is not None else ()
+        r.only(thresholds, "localize.threshold.", (*precisions, *executed, *int8_keys))
+        # The INT8 IR's thresholds are optional (without one, localize asks for --threshold).
+        present = tuple(k for k in int8_keys if isinstance(thresholds, Mapping) and k in thresholds)
         localize = LocalizeSpec(
             threshold={p: float(r.num(thresholds, p, "localize.threshold.", above=0))
-                       for p in (*precisions, *executed)},
+                       for p in (*precisions, *executed, *present)},
             batch_mb=r.num(lo, "batch_mb", "localize.", integer=True, minimum=1),
             internals_atol=float(r.num(lo, "internals_atol", "localize.", minimum=0)),
         )

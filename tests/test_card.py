@@ -277,6 +277,23 @@ def test_localize_section_is_checked_and_optional(tmp_path):
     assert load_card(_write(tmp_path, lambda d: d.pop("localize"))).localize is None
 
 
+def test_localize_thresholds_for_int8_are_optional_and_need_the_quantize_section(tmp_path):
+    assert load_card().localize.threshold["INT8"] == 1.0 and load_card().localize.threshold["INT8@bf16"] == 1.0
+
+    def drop_int8_threshold(d):
+        d["localize"]["threshold"] = {k: v for k, v in d["localize"]["threshold"].items() if not k.startswith("INT8")}
+
+    assert "INT8" not in load_card(_write(tmp_path, drop_int8_threshold)).localize.threshold
+
+    def drop_quantize(d):
+        del d["quantize"]
+        for key in ("ir_vs_mxnet_drop", "min_box_match_rate"):
+            d["gates"][key] = {k: v for k, v in d["gates"][key].items() if not k.startswith("INT8")}
+
+    with pytest.raises(CardError, match=re.escape("key 'localize.threshold.INT8': unknown key")):
+        load_card(_write(tmp_path, drop_quantize))
+
+
 def test_quantize_section_gives_int8_its_limits_and_reported_only_parity(card):
     from ssh_toolkit.card import REPORTED_ONLY
 
@@ -292,6 +309,7 @@ def test_quantize_section_gives_int8_its_limits_and_reported_only_parity(card):
 def test_a_card_without_quantize_has_no_int8(tmp_path):
     def drop_quantize(d, keep_limits=False):
         del d["quantize"]
+        d["localize"]["threshold"] = {k: v for k, v in d["localize"]["threshold"].items() if not k.startswith("INT8")}
         if not keep_limits:
             for key in ("ir_vs_mxnet_drop", "min_box_match_rate"):
                 d["gates"][key] = {k: v for k, v in d["gates"][key].items() if not k.startswith("INT8")}

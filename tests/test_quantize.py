@@ -278,3 +278,17 @@ def test_compare_reports_int8_differences_and_leaves_it_out_of_the_channel_self_
     assert int8 and all(d.tolerance == REPORTED_ONLY for d in int8.diffs)
     assert max(d.max_abs for d in int8.diffs) > 1e-3  # INT8 does change the raw outputs
     assert [r.test for r in run.self_check] == ["ir-fp32"]
+
+
+@pytest.mark.slow
+def test_localize_compares_the_int8_ir_layer_by_layer_with_the_cards_int8_threshold(int8_ws, card):
+    from ssh_toolkit.localize import localize
+
+    ws, ck, _ = int8_ws
+    image = sorted((ws.sample_data / "WIDER_val" / "images").rglob("*.jpg"))[0]
+    loc = localize(card, ck, ws, "ir-int8", image, input_size=SIZE, progress=False)
+    assert (loc.precision, loc.threshold) == ("INT8", card.localize.threshold["INT8"])
+    compared = [d for d in loc.layers if d.compared]
+    assert compared and loc.first is None
+    # Quantization noise is visible (unlike an f32 IR's ~1e-6) but far from the gross-error threshold.
+    assert 1e-3 < max(d.scaled_max_abs for d in compared) < loc.threshold
