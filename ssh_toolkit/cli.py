@@ -17,6 +17,7 @@ import typer
 from . import interrupts
 from .card import EXEC_SUFFIXES, PRECISIONS
 from .errors import EXIT_CODES_HELP, EXIT_ENVIRONMENT, ToolkitError, UsageError
+from .executors import EXECUTOR_CHOICES
 from .run_record import REFERENCE_MODEL, default_run_dir, ir_model_name
 from .runners.openvino import EXEC_CHOICES
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
@@ -80,6 +81,25 @@ LIMIT_HELP = "Use only the first N images."
 def _limit(default: str):
     """The one --limit of compare, evaluate and run: same type, minimum and help; only the default differs."""
     return typer.Option("--limit", min=1, metavar="N", show_default=default, help=LIMIT_HELP)
+ExecutorOpt = Annotated[Literal[EXECUTOR_CHOICES], typer.Option(
+    "--executor", help="Where inference runs: local (this process) or dask (a Dask cluster: the one at --scheduler, "
+                       "else a local cluster on 127.0.0.1 with one worker per core; needs "
+                       "pip install 'ssh-toolkit[dask]'). Results go into the same cache either way.")]
+SchedulerOpt = Annotated[Optional[str], typer.Option(
+    "--scheduler", metavar="ADDRESS", help="Dask scheduler address for --executor dask, e.g. "
+                                           "tcp://scheduler-host:8786.")]
+ShardOpt = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="K/N", help="Every N-th image starting at the K-th (0-based position p with p % N == K-1); "
+                                   "'ssh-toolkit merge' joins the run folders of shards 1/N..N/N.")]
+
+
+def _executor(kind: str, scheduler: Optional[str]):
+    """The executor of --executor/--scheduler (a context manager: a local Dask cluster is stopped after)."""
+    from .executors import open_executor
+
+    return open_executor(kind, scheduler)
+
+
 MoEnv = Annotated[Optional[Path], typer.Option(
     "--mo-env", help="An existing virtual environment with openvino-dev[mxnet]==2023.3.0 to run Model Optimizer "
                      "from (checked, never modified) [default: $SSH_TOOLKIT_MO_ENV, else the one the toolkit "
@@ -254,6 +274,9 @@ def compare(
     report_dir: Annotated[Optional[Path], typer.Option(
         "--report-dir", help="Where to write the tables [default: reports/runs/<time>-compare].")] = None,
     exec_precision: ExecPrecisions = None,
+    shard: ShardOpt = None,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -275,12 +298,16 @@ def compare(
         if (images is None) == (data_root is None):
             raise UsageError("give exactly one of --images FOLDER or --data-root WIDER_ROOT")
         if images is not None:
-            paths = list_images(images, limit)
+            paths = list_images(images)
+            if shard is not None:
+                k, n = _shard(shard)
+                paths = paths[k - 1::n]
+            paths = paths[:limit] if limit else paths
         else:
             from .data.wider import open_wider
 
             ds = open_wider(data_root)
-            paths = [ds.image_path(item) for item in ds.select(limit=limit)]
+            paths = [ds.image_path(item) for item in ds.select(limit=limit, shard=_shard(shard))]
         irs = []
         for p in _precisions(card, precision):
             if not (ws.ir_dir(ck.kind, size, p) / "conversion.json").is_file():
@@ -289,8 +316,9 @@ def compare(
             irs.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p)))
         out_dir = report_dir or default_run_dir("compare")
         checked = check_replaceable(out_dir, "compare")  # before the work, not after
-        run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels,
-                         exec_precisions=exec_precision or ("f32",))
+        with _executor(executor, scheduler) as ex:
+            run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels,
+                             exec_precisions=exec_precision or ("f32",), executor=ex)
         out = write_parity_report(out_dir, card, ck, run, checked=checked)
         for r in run.results:
             for d in r.diffs:
@@ -347,7 +375,7 @@ def evaluate(
         "--model", case_sensitive=False, callback=_plain, metavar="|".join(MODEL_CHOICES),
         help="Model to evaluate, repeatable [default: all available].")] = None,
     limit: Annotated[Optional[int], _limit("all")] = None,
-    shard: Annotated[Optional[str], typer.Option(help="K/N: every N-th image starting at the K-th.")] = None,
+    shard: ShardOpt = None,
     subset: Annotated[Optional[list[str]], typer.Option(
         "--subset", metavar="ID|EVENT", help="Image identifier or event folder (e.g. 0--Parade); repeatable.")] = None,
     skip_missing: Annotated[bool, typer.Option(
@@ -366,6 +394,8 @@ def evaluate(
         "--strict-images", help="Refuse damaged images that still decode (a truncated JPEG) before inference, "
                                 "instead of naming them in the output and the report's image_warnings.")] = False,
     exec_precision: ExecPrecisions = None,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -392,10 +422,11 @@ def evaluate(
         irs = load_irs(card, ck, ws, size)
         if not model:
             _say_left_out(card, ck, irs, size)
-        ev = do_evaluate(card, ck, irs, root, ws, models=model, input_size=size,
-                         limit=limit, shard=_shard(shard), subset=subset, skip_missing=skip_missing,
-                         run_dir=report_dir, jobs=jobs, official_gt=official_gt, strict_images=strict_images,
-                         exec_precisions=exec_precision or ("f32", "default"))
+        with _executor(executor, scheduler) as ex:
+            ev = do_evaluate(card, ck, irs, root, ws, models=model, input_size=size,
+                             limit=limit, shard=_shard(shard), subset=subset, skip_missing=skip_missing,
+                             run_dir=report_dir, jobs=jobs, official_gt=official_gt, strict_images=strict_images,
+                             exec_precisions=exec_precision or ("f32", "default"), executor=ex)
         _print_evaluation(ev)
         _raise_for_parity(ev)
 
@@ -517,6 +548,9 @@ def run(
     report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Run folder.")] = None,
     exec_precision: ExecPrecisions = None,
     mo_env: MoEnv = None,
+    shard: ShardOpt = None,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -527,10 +561,12 @@ def run(
 
     with errors_to_exit():
         card = _card(pipeline)
-        result = run_pipeline(card, _workspace(workspace), weights=weights, data_root=data_root,
-                              input_size=input_size, limit=limit, baseline=baseline, run_dir=report_dir,
-                              exec_precisions=exec_precision or ("f32", "default"),
-                              say=lambda m: typer.echo(m, err=True), mo_env=mo_env)
+        with _executor(executor, scheduler) as ex:
+            result = run_pipeline(card, _workspace(workspace), weights=weights, data_root=data_root,
+                                  input_size=input_size, limit=limit, baseline=baseline, run_dir=report_dir,
+                                  exec_precisions=exec_precision or ("f32", "default"),
+                                  say=lambda m: typer.echo(m, err=True), mo_env=mo_env, shard=_shard(shard),
+                                  executor=ex)
         _print_evaluation(result.evaluation)
         typer.echo(f"HTML report: {result.html.resolve()}")
         if result.gate is None:

@@ -26,6 +26,7 @@ from .card import ModelCard
 from .convert import ConvertedModel
 from .data.wider import WiderDataset, open_wider
 from .errors import InputDataError
+from .executors import Executor
 from .fileio import FolderCheck, atomic_dir, check_replaceable
 from .inference import ModelUnderTest, model_set, run_models, scan_images
 from .metric.average_precision import EvalResult, MapAccumulator
@@ -115,7 +116,8 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
              limit: int | None = None, shard: tuple[int, int] | None = None, subset: Sequence[str] | None = None,
              skip_missing: bool = False, run_dir: str | Path | None = None, progress: bool = True,
              jobs: int = 0, official_gt: str | Path | None = None, strict_images: bool = False,
-             exec_precisions: Sequence[str] = ("f32", "default"), checked: FolderCheck | None = None) -> Evaluation:
+             exec_precisions: Sequence[str] = ("f32", "default"), checked: FolderCheck | None = None,
+             executor: Executor | None = None) -> Evaluation:
     """Evaluate MXNet and the IRs on a WIDER-layout dataset; write the run folder; return the records.
 
     An image that decodes but is damaged (a truncated JPEG) is named in ``Evaluation.image_warnings`` and the
@@ -124,6 +126,8 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     ``exec_precisions`` (``f32``, ``bf16``, ``default``): how each IR is executed. ``f32`` pins f32 (numeric parity:
     ``ir-fp32``); ``default`` adds the runtime's own choice on this CPU when it differs (``ir-fp32@bf16``), which is
     what a deployment runs.
+
+    ``executor``: where inference runs (``executors.open_executor``; default: here).
 
     ``checked``: what the caller's :func:`~ssh_toolkit.fileio.check_replaceable` found at ``run_dir`` before its
     own work (``run``: before conversion); the run folder is not written if it changed since.
@@ -158,7 +162,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     for i, w in images.warnings.items():
         (tqdm.write if progress else print)(f"warning: {images.paths[i]}: {w}")
     keys = images.keys
-    caches, inferred = run_models(card, selected, images, workspace, size, progress=progress)
+    caches, inferred = run_models(card, selected, images, workspace, size, progress=progress, executor=executor)
 
     scores = [score_model(card, m, ds, keys, caches[m.name], size) for m in selected]
     by_name = {s.model.name: s for s in scores}
