@@ -590,6 +590,38 @@ def _missing_baseline_hint(baseline: Path, run_dir: Path, package_dir: Path = Pa
 
 
 @app.command()
+def merge(
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders of disjoint --shard K/N "
+                                                   "evaluations (or earlier merges) of the same models, card, "
+                                                   "dataset and input size.")],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="The merged run folder.")],
+    pipeline: Pipeline = _default_pipeline(),
+) -> None:
+    """Merge the run folders of shards into one run whose mAP, parity, box match rate, tables and report equal
+    those of a single run over the union of their images, exactly (each run folder keeps its per-image
+    detections and parity sums in detections.npz).
+
+    Runs that share images or differ in models, card, dataset, selection, input size, runtime or versions are
+    refused (exit 2, naming what differs). Exit 1 when an IR's parity verdict fails, as for evaluate.
+    """
+    from .merge import merge_runs
+
+    with errors_to_exit():
+        ev = merge_runs(_card(pipeline), run_dirs, out)
+        s = ev.summary
+        typer.echo(s.note)
+        typer.echo(f"merged {len(run_dirs)} runs: {s.n_images} images ({s.dataset['selection']})")
+        for name, value in s.map.items():
+            typer.echo(f"map[{name}] = {value:.4f} %")
+        for p in ev.parity:
+            verdict = "PASS" if p else "FAIL " + "; ".join(f"{d.name}: {d.reason}" for d in p.diffs if not d.passed)
+            typer.echo(f"parity[{p.test}]: {verdict}; box match rate {s.box_match[p.test].box_match_rate:.4f}")
+        typer.echo(f"summary: {(ev.run_dir / 'summary.json').resolve()}")
+        typer.echo(f"report: {(ev.run_dir / 'report.md').resolve()}")
+        _raise_for_parity(ev)
+
+
+@app.command()
 def doctor(
     mo_env: MoEnv = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
