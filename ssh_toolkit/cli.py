@@ -291,6 +291,7 @@ def compare(
     from .report.markdown import write_parity_report
 
     with errors_to_exit():
+        ex = _executor(executor, scheduler)  # a missing Dask is said before any work
         card = _card(pipeline)
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
@@ -316,7 +317,7 @@ def compare(
             irs.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p)))
         out_dir = report_dir or default_run_dir("compare")
         checked = check_replaceable(out_dir, "compare")  # before the work, not after
-        with _executor(executor, scheduler) as ex:
+        with ex:
             run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels,
                              exec_precisions=exec_precision or ("f32",), executor=ex)
         out = write_parity_report(out_dir, card, ck, run, checked=checked)
@@ -412,6 +413,7 @@ def evaluate(
     with errors_to_exit():
         if dataset != "wider":
             raise UsageError(f"--dataset {dataset!r} is not supported; only 'wider'")
+        ex = _executor(executor, scheduler)  # a missing Dask is said before any work
         card = _card(pipeline)
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
@@ -422,7 +424,7 @@ def evaluate(
         irs = load_irs(card, ck, ws, size)
         if not model:
             _say_left_out(card, ck, irs, size)
-        with _executor(executor, scheduler) as ex:
+        with ex:
             ev = do_evaluate(card, ck, irs, root, ws, models=model, input_size=size,
                              limit=limit, shard=_shard(shard), subset=subset, skip_missing=skip_missing,
                              run_dir=report_dir, jobs=jobs, official_gt=official_gt, strict_images=strict_images,
@@ -560,8 +562,9 @@ def run(
     from .pipeline import run_pipeline
 
     with errors_to_exit():
+        ex = _executor(executor, scheduler)  # a missing Dask is said before any work
         card = _card(pipeline)
-        with _executor(executor, scheduler) as ex:
+        with ex:
             result = run_pipeline(card, _workspace(workspace), weights=weights, data_root=data_root,
                                   input_size=input_size, limit=limit, baseline=baseline, run_dir=report_dir,
                                   exec_precisions=exec_precision or ("f32", "default"),

@@ -87,9 +87,12 @@ class DaskExecutor(Executor):
             else:
                 # One single-threaded worker process per core; MXNet's OpenMP pool sized to match.
                 threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+                # Workers ignore Ctrl-C (executors.worker.dask_setup): the driver cancels and stops them. Their
+                # logs are silenced: what goes wrong in a task reaches the driver as the task's exception.
                 self.cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                                            host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
-                                            env=threads)
+                                            host="127.0.0.1", dashboard_address=None,
+                                            silence_logs=logging.CRITICAL, env=threads,
+                                            preload=["ssh_toolkit.executors.worker"])
                 self._client = Client(self.cluster)
         return self._client
 

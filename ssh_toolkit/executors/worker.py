@@ -89,3 +89,12 @@ def infer_batch(key: str, spec: RunnerSpec, files: Mapping[str, bytes], preproce
 def loads() -> list[str]:
     """The model keys this worker process loaded, in order (one entry per load)."""
     return list(LOADS)
+
+
+def dask_setup(worker=None) -> None:
+    """Preloaded into the workers of the local cluster: Ctrl-C at a terminal reaches the whole process group,
+    and the driver handles it (cancels the work, keeps what is cached, stops the cluster); a worker ignores it
+    instead of dying with a traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
