@@ -55,6 +55,18 @@ def local_cores() -> int:
         return os.cpu_count() or 1
 
 
+def local_cluster(n_workers: int):
+    """A ``LocalCluster`` on 127.0.0.1: ``n_workers`` single-threaded worker processes (one per core), MXNet's
+    OpenMP pool sized to match. Workers ignore Ctrl-C (``executors.worker.dask_setup``): the driver cancels and
+    stops them. Their logs are silenced: what goes wrong in a task reaches the driver as the task's exception."""
+    from distributed import LocalCluster
+
+    threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                        dashboard_address=None, silence_logs=logging.CRITICAL, env=threads,
+                        preload=["ssh_toolkit.executors.worker"])
+
+
 class DaskExecutor(Executor):
     name = "dask"
 
@@ -76,7 +88,7 @@ class DaskExecutor(Executor):
     def client(self):
         """The Dask client, connected (or the local cluster started) on first use."""
         if self._client is None:
-            from distributed import Client, LocalCluster
+            from distributed import Client
 
             if self.scheduler:
                 try:
@@ -85,14 +97,7 @@ class DaskExecutor(Executor):
                     raise EnvironmentProblem(f"{self.scheduler}: cannot reach the Dask scheduler: "
                                              f"{' '.join(str(e).split()) or type(e).__name__}") from None
             else:
-                # One single-threaded worker process per core; MXNet's OpenMP pool sized to match.
-                threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-                # Workers ignore Ctrl-C (executors.worker.dask_setup): the driver cancels and stops them. Their
-                # logs are silenced: what goes wrong in a task reaches the driver as the task's exception.
-                self.cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                                            host="127.0.0.1", dashboard_address=None,
-                                            silence_logs=logging.CRITICAL, env=threads,
-                                            preload=["ssh_toolkit.executors.worker"])
+                self.cluster = local_cluster(self.n_workers)
                 self._client = Client(self.cluster)
         return self._client
 
