@@ -594,9 +594,8 @@ def _missing_baseline_hint(baseline: Path, run_dir: Path, package_dir: Path = Pa
 
 @app.command()
 def merge(
-    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders of disjoint --shard K/N "
-                                                   "evaluations (or earlier merges) of the same models, card, "
-                                                   "dataset and input size.")],
+    # Described in the docstring: Typer would list it as "RUN_DIR <list[Path]>".
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", hidden=True)],
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="The merged run folder.")],
     pipeline: Pipeline = _default_pipeline(),
 ) -> None:
@@ -604,8 +603,10 @@ def merge(
     those of a single run over the union of their images, exactly (each run folder keeps its per-image
     detections and parity sums in detections.npz).
 
-    Runs that share images or differ in models, card, dataset, selection, input size, runtime or versions are
-    refused (exit 2, naming what differs). Exit 1 when an IR's parity verdict fails, as for evaluate.
+    RUN_DIR...: run folders of disjoint --shard K/N evaluations (or earlier merges) of the same models, card,
+    dataset and input size. Runs that share images or differ in models, card, dataset, selection, input size,
+    runtime or versions are refused (exit 2, naming what differs). Exit 1 when an IR's parity verdict fails, as
+    for evaluate.
     """
     from .merge import merge_runs
 
