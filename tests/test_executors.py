@@ -209,3 +209,35 @@ def test_merge_of_three_shards_equals_the_unsharded_run(toy, local_run, tmp_path
     r = cli("merge", shards[0], tmp_path / "f32-only", "--out", tmp_path / "bad")
     assert r.exit_code == 2 and "not mergeable with" in r.output and "models differs" in r.output
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow  # a subprocess CLI run with its own local cluster
+def test_ctrl_c_on_the_dask_executor_keeps_what_is_cached_and_the_same_command_resumes(toy, tmp_path):
+    """Ctrl-C at a terminal reaches the whole process group (driver and workers): one line, exit 130, the
+    cached outputs kept; the same command then infers only the rest."""
+    import subprocess
+    import time
+
+    from ssh_toolkit.data.sample import make_sample
+
+    data = make_sample(tmp_path / "data", seed=1, n_images=40)
+    ws = _fresh(toy, tmp_path, "ws")
+    cmd = [sys.executable, "-m", "ssh_toolkit", "evaluate", "-w", str(ws), "--weights", "toy", "--model", "mxnet",
+           "--data-root", str(data), "--input-size", "640", "--executor", "dask", "--report-dir",
+           str(tmp_path / "run")]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((ws / "cache").rglob("*.npz")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert err.rstrip().endswith("ssh-toolkit: interrupted; finished work is kept, run the same command again to "
+                                 "resume")
+    kept = len(list((ws / "cache").rglob("*.npz")))
+    assert 1 <= kept < 40 and not (tmp_path / "run").exists()
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "map[mxnet] = " in r.stdout and f"(40 images, {40 - kept} inferred)" in r.stdout, r.stdout
