@@ -33,8 +33,9 @@ if TYPE_CHECKING:
     from ..inference import ModelUnderTest
 
 INSTALL_HINT = "pip install 'ssh-toolkit[dask]'"
-# Images per task: Dask's per-task overhead (about 10 ms here, benchmarks/README.md) is under 1 % of even the
-# toy's inference time for 4 images at 640x640; small enough that a killed worker loses little work.
+# Images per task: Dask's per-task overhead (19.3 ms here with 4 images in and their outputs out,
+# benchmarks/README.md) is 0.4 % of 4 images of an IR (4 x 1.16 s on one core); small enough that a killed worker
+# loses little work and the last task of a model ends soon.
 IMAGES_PER_TASK = 4
 
 
