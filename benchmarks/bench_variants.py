@@ -1,7 +1,8 @@
 """One table per model variant, measured in one run: what each way of running the model costs and gives.
 
-For every model evaluate can run (mxnet, ir-fp32, ir-fp16 at pinned f32, and the runtime's default on this CPU,
-``ir-fp32@bf16`` / ``ir-fp16@bf16`` where it is bf16):
+(``ssh-toolkit benchmark`` gives the same table for one checkpoint, INT8 included; this script puts the stand-in's
+speed beside the toy's mAP.) For every model evaluate can run (mxnet, ir-fp32, ir-fp16 at pinned f32, and the
+runtime's default on this CPU, ``ir-fp32@bf16`` / ``ir-fp16@bf16`` where it is bf16):
 
 * seconds per image and images per second of the inference phase exactly as evaluate runs it
   (:func:`ssh_toolkit.inference.infer_missing`, empty cache: decode, resize, infer, cache), on the stand-in
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ssh_toolkit import load_card
+from ssh_toolkit.benchmark import steady_rate
 from ssh_toolkit.cache import RawCache
 from ssh_toolkit.convert import convert_all
 from ssh_toolkit.data.sample import make_sample
@@ -62,7 +64,7 @@ def measure(root: Path, kind: str, size: int, n_images: int, with_map: bool) -> 
         n = infer_missing(card, m, images, cache, size, progress=False,
                           on_stored=lambda i, st=stamps: st.append(time.perf_counter()))
         wall = time.perf_counter() - start
-        steady = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
+        steady = steady_rate(stamps)  # the product's own measure (ssh-toolkit benchmark)
         row = {"n": n, "all_in_s_per_img": wall / n, "steady_img_per_s": steady}
         if with_map:
             row["map"] = score_model(card, m, ds, images.keys, cache, size).result.map_percent

@@ -23,6 +23,9 @@ DEFAULT_CARD = PIPELINES_DIR / "ssh-mxnet.yaml"
 PRECISIONS = ("FP32", "FP16")
 OUTPUT_KINDS = ("scores", "deltas")
 EXEC_SUFFIXES = ("bf16", "f16")  # execution precisions other than pinned f32 that get their own card entries
+# The precision of the IR ``ssh-toolkit quantize`` makes from the FP32 IR (card section ``quantize``). It is gated on
+# its mAP drop and box match rate only: its numeric differences are reported, never judged against a tolerance.
+QUANTIZED = "INT8"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,21 @@ class Tolerance:
     min_cosine: float
 
 
+# What the numeric parity of a precision without tolerances (INT8) is judged under: nothing but a data problem (shape,
+# non-finite values) fails it.
+REPORTED_ONLY = Tolerance(atol=math.inf, rtol=0.0, min_cosine=-1.0)
+
+
+@dataclass(frozen=True)
+class QuantizeSpec:
+    """Defaults of ``ssh-toolkit quantize`` (NNCF post-training INT8 with accuracy control)."""
+
+    max_drop: float  # mAP points the INT8 IR may lose against the FP32 IR on the validation images
+    calibration_images: int  # images drawn (seeded) from the calibration data; fewer present: all of them
+    subset_size: int  # validation images (the first N of the evaluation data); 0: all
+    seed: int  # draws the calibration images
+
+
 @dataclass(frozen=True)
 class BoxMatchSpec:
     min_score: float
@@ -126,6 +144,17 @@ class Gates:
     map_vs_reference_atol: float
     ir_vs_mxnet_drop: Mapping[str, float]
     min_box_match_rate: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class LocalizeSpec:
+    """``ssh-toolkit localize``: per card precision (FP32, FP32@bf16, ...), the scaled max abs difference above
+    which a layer is flagged; how many MB of intermediate tensors one forward pass may hold; how far MXNet's
+    internals run may move the final outputs before it is refused."""
+
+    threshold: Mapping[str, float]
+    batch_mb: int
+    internals_atol: float
 
 
 @dataclass(frozen=True)
@@ -150,6 +179,8 @@ class ModelCard:
     tolerances: Mapping[str, Mapping[str, Tolerance]] = field(repr=False)
     box_match: BoxMatchSpec = field(repr=False)
     gates: Gates = field(repr=False)
+    localize: LocalizeSpec | None = field(default=None, repr=False)  # optional section: cards without it still load
+    quantize: QuantizeSpec | None = field(default=None, repr=False)  # None: the card has no quantize section
 
     @property
     def strides(self) -> tuple[int, ...]:
@@ -175,6 +206,10 @@ class ModelCard:
                              f"largest output stride of {self.name} ({self.path})")
         return size
 
+    def parity_reported_only(self, precision: str) -> bool:
+        """True for the quantized IR (``INT8``, ``INT8@bf16``): numeric differences reported, not judged."""
+        return self.quantize is not None and precision.split("@")[0] == QUANTIZED
+
     def output(self, kind: str, stride: int) -> OutputSpec:
         for o in self.outputs:
             if o.kind == kind and o.stride == stride:
@@ -182,7 +217,9 @@ class ModelCard:
         raise CardError(f"{self.path}: no output of kind {kind!r} at stride {stride}")
 
     def tolerance(self, precision: str, output_name: str) -> Tolerance:
-        """Tolerance for one output: by name, then by kind, then the precision's default."""
+        """Tolerance for one output: by name, then by kind, then the precision's default (INT8: REPORTED_ONLY)."""
+        if self.parity_reported_only(precision):
+            return REPORTED_ONLY
         table = self.tolerances.get(precision)
         if table is None:
             raise CardError(f"{self.path}: 'tolerances' has no entry for precision {precision!r}")
@@ -297,7 +334,7 @@ class _Reader:
 # Keys each mapping of the card may hold (None: keys are data, checked where they are read).
 _SCHEMA: dict[str, Any] = {
     "": ("name", "title", "reference", "checkpoint", "input", "preprocess", "convert", "outputs", "anchors",
-         "protocol", "tolerances", "box_match", "gates"),
+         "protocol", "tolerances", "box_match", "gates", "quantize", "localize"),
     "reference.": ("map_percent", "dataset", "n_images", "params", "gflops"),
     "checkpoint.": ("archive", "size", "sha256", "urls", "mirrors", "prefix", "epoch"),
     "input.": ("name", "size", "layout"),
@@ -315,6 +352,8 @@ _SCHEMA: dict[str, Any] = {
     "gates.": ("map_vs_baseline", "map_vs_reference", "ir_vs_mxnet_drop", "min_box_match_rate"),
     "gates.map_vs_baseline.": ("atol",),
     "gates.map_vs_reference.": ("atol",),
+    "localize.": ("threshold", "batch_mb", "internals_atol"),
+    "quantize.": ("max_drop", "calibration_images", "subset_size", "seed"),
 }
 
 
@@ -547,11 +586,26 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
     )
 
     g = r.get(data, "gates")
+    quantize = None
+    quantized: tuple[str, ...] = ()
+    if "quantize" in data:
+        q = r.get(data, "quantize")
+        quantize = QuantizeSpec(
+            max_drop=float(r.num(q, "max_drop", "quantize.", minimum=0)),
+            calibration_images=r.num(q, "calibration_images", "quantize.", integer=True, minimum=1),
+            subset_size=r.num(q, "subset_size", "quantize.", integer=True, minimum=0),
+            seed=r.num(q, "seed", "quantize.", integer=True, minimum=0),
+        )
+        # The INT8 IR's limits: INT8 (pinned f32) and, like the others, INT8@<exec> where the gates list one.
+        drop_node = g.get("ir_vs_mxnet_drop") if isinstance(g, Mapping) else None
+        quantized = (QUANTIZED, *(k for k in (drop_node if isinstance(drop_node, Mapping) else {})
+                                  if isinstance(k, str) and "@" in k and k.split("@")[0] == QUANTIZED
+                                  and k.split("@")[1] in EXEC_SUFFIXES))
 
     def per_precision(key: str, **bounds: Any) -> dict[str, float]:
         node = r.get(g, key, "gates.")
-        r.only(node, f"gates.{key}.", (*precisions, *executed))
-        return {p: float(r.num(node, p, f"gates.{key}.", **bounds)) for p in (*precisions, *executed)}
+        r.only(node, f"gates.{key}.", (*precisions, *executed, *quantized))
+        return {p: float(r.num(node, p, f"gates.{key}.", **bounds)) for p in (*precisions, *executed, *quantized)}
 
     gates = Gates(
         map_vs_baseline_atol=float(r.num(r.get(g, "map_vs_baseline", "gates."), "atol", "gates.map_vs_baseline.",
@@ -561,6 +615,18 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
         ir_vs_mxnet_drop=per_precision("ir_vs_mxnet_drop", minimum=0),
         min_box_match_rate=per_precision("min_box_match_rate", above=0, maximum=1),
     )
+
+    localize = None
+    if isinstance(data, Mapping) and "localize" in data:
+        lo = r.get(data, "localize")
+        thresholds = r.get(lo, "threshold", "localize.")
+        r.only(thresholds, "localize.threshold.", (*precisions, *executed))
+        localize = LocalizeSpec(
+            threshold={p: float(r.num(thresholds, p, "localize.threshold.", above=0))
+                       for p in (*precisions, *executed)},
+            batch_mb=r.num(lo, "batch_mb", "localize.", integer=True, minimum=1),
+            internals_atol=float(r.num(lo, "internals_atol", "localize.", minimum=0)),
+        )
 
     return ModelCard(
         path=path,
@@ -583,4 +649,6 @@ def load_card(path: str | Path = DEFAULT_CARD) -> ModelCard:
         tolerances=tolerances,
         box_match=box_match,
         gates=gates,
+        localize=localize,
+        quantize=quantize,
     )

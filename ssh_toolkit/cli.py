@@ -15,10 +15,10 @@ from typing import Annotated, Iterator, Literal, Optional
 import typer
 
 from . import interrupts
-from .card import EXEC_SUFFIXES, PRECISIONS
+from .card import EXEC_SUFFIXES, PRECISIONS, QUANTIZED
 from .errors import EXIT_CODES_HELP, EXIT_ENVIRONMENT, ToolkitError, UsageError
 from .executors import EXECUTOR_CHOICES
-from .run_record import REFERENCE_MODEL, default_run_dir, ir_model_name
+from .run_record import REFERENCE_MODEL, ROUTES, default_run_dir, ir_model_name
 from .runners.openvino import EXEC_CHOICES
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
 
@@ -26,7 +26,9 @@ from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
 AUTO = "auto"
 WEIGHTS_CHOICES = (AUTO, *CHECKPOINT_KINDS)
 STANDIN_KINDS = tuple(k for k in CHECKPOINT_KINDS if k != "real")
-MODEL_CHOICES = (REFERENCE_MODEL, *(ir_model_name(p, e) for p in PRECISIONS for e in (None, *EXEC_SUFFIXES)))
+MODEL_CHOICES = (REFERENCE_MODEL, *(ir_model_name(p, e, r) for r in ROUTES
+                                    for p in ((*PRECISIONS, QUANTIZED) if r == "mo" else PRECISIONS)
+                                    for e in (None, *EXEC_SUFFIXES)))
 # Repeatable options take an Enum (Typer lists cannot hold a Literal); _plain hands the command plain strings.
 PrecisionChoice = StrEnum("PrecisionChoice", {p: p for p in PRECISIONS})
 ModelChoice = StrEnum("ModelChoice", {m: m for m in MODEL_CHOICES})
@@ -241,11 +243,19 @@ def convert(
     input_size: InputSize = None,
     force: Annotated[bool, typer.Option(help="Convert even if the IR is up to date.")] = False,
     mo_env: MoEnv = None,
+    route: Annotated[Literal[ROUTES], typer.Option(
+        help="mo: Model Optimizer 2023.3 from its legacy environment; native: translate the checkpoint on the "
+             "current OpenVINO without Model Optimizer or MXNet, to ir/<kind>-<size>/native/ (models "
+             "ir-native-fp32, ir-native-fp16).")] = "mo",
+    dynamic_shape: Annotated[bool, typer.Option(
+        "--dynamic-shape", help="With --route native: leave the input's height and width dynamic (to "
+                                "ir/<kind>-dynamic/native/).")] = False,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Run Model Optimizer with the card's arguments (--reverse_input_channels, --mean_values, ...) to FP32
-    and FP16 IRs. Skips an IR that is up to date for the same checkpoint, arguments and Model Optimizer."""
+    and FP16 IRs, or translate the checkpoint natively (--route native). Skips an IR that is up to date for the
+    same checkpoint, arguments and converter."""
     from .convert import convert as do_convert
 
     with errors_to_exit():
@@ -253,9 +263,66 @@ def convert(
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
         for p in _precisions(card, precision):
-            ir = do_convert(card, ck, ws, p, input_size, force=force, mo_env=mo_env)
-            how = "up to date, not converted again" if ir.reused else f"Model Optimizer {ir.seconds:.1f} s"
+            ir = do_convert(card, ck, ws, p, input_size, force=force, mo_env=mo_env, route=route,
+                            dynamic=dynamic_shape)
+            converter = "Model Optimizer" if ir.route == "mo" else "native translation"
+            how = "up to date, not converted again" if ir.reused else f"{converter} {ir.seconds:.1f} s"
             typer.echo(f"{p}: {ir.xml} ({how}; outputs {', '.join(ir.outputs)})")
+
+
+@app.command()
+def quantize(
+    weights: WeightsOpt = "auto",
+    input_size: InputSize = None,
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="WIDER-layout dataset whose first --subset-size images validate the INT8 IR [default: "
+                            "the generated sample in the workspace].")] = None,
+    calibration_root: Annotated[Optional[Path], typer.Option(
+        "--calibration-root", help="WIDER-layout dataset the calibration images are drawn from [default: "
+                                   "--data-root; the record then says they are part of the evaluation set].")] = None,
+    calibration_images: Annotated[Optional[int], typer.Option(
+        "--calibration-images", min=1, metavar="N",
+        help="Calibration images, drawn with --seed; fewer present is an error [default: the card's "
+             "quantize.calibration_images, or all present when fewer].")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(
+        "--max-drop", min=0, metavar="POINTS",
+        help="mAP points the INT8 IR may lose against the FP32 IR on the validation images [default: the card's "
+             "quantize.max_drop].")] = None,
+    subset_size: Annotated[Optional[int], typer.Option(
+        "--subset-size", min=0, metavar="N",
+        help="Validation images: the first N of --data-root, 0 = all [default: the card's quantize.subset_size]."
+    )] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", min=0, help="Seed of the calibration draw [default: the card's quantize.seed].")] = None,
+    force: Annotated[bool, typer.Option(help="Quantize even if the INT8 IR is up to date.")] = False,
+    pipeline: Pipeline = _default_pipeline(),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Post-training INT8 of the FP32 IR with NNCF's accuracy control: layers go back to floating point until
+    the INT8 IR loses at most --max-drop mAP points (the card's protocol) against the FP32 IR. Writes
+    ir/<kind>-<size>/INT8/ (model ir-int8) with its record; skipped when up to date. Exit 1 when the drop limit
+    cannot be reached (nothing written), 2 when fewer calibration images than asked are present."""
+    from .quantize import quantize as do_quantize
+
+    with errors_to_exit():
+        card = _card(pipeline)
+        ws = _workspace(workspace)
+        ck = _checkpoint(ws, weights)
+        root = data_root or ws.sample_data
+        if data_root is None and not root.exists():
+            raise UsageError(f"{root}: no dataset; pass --data-root or run 'ssh-toolkit make-sample'")
+        q = do_quantize(card, ck, ws, root, input_size=input_size, calibration_root=calibration_root,
+                        calibration_count=calibration_images, max_drop=max_drop, subset_size=subset_size,
+                        seed=seed, force=force, say=lambda m: typer.echo(m, err=True))
+        how = "up to date, not quantized again" if q.reused else f"quantized in {q.seconds:.1f} s"
+        typer.echo(f"INT8: {q.xml} ({how})")
+        typer.echo(f"mAP on {q.validation['n_images']} validation images: FP32 {q.map_fp32:.3f} %, INT8 "
+                   f"{q.map_int8:.3f} %: drop {q.achieved_drop:.3f} points (max {q.max_drop:g}); "
+                   f"{q.n_int8_layers} operations with INT8 inputs, {len(q.float_layers)} put back in floating "
+                   f"point"
+                   + (f" ({', '.join(q.float_layers)})" if q.float_layers else ""))
+        if q.calibration_note:
+            typer.echo(f"note: {q.calibration_note}")
 
 
 @app.command()
@@ -309,12 +376,21 @@ def compare(
 
             ds = open_wider(data_root)
             paths = [ds.image_path(item) for item in ds.select(limit=limit, shard=_shard(shard))]
-        irs = []
+        irs, native = [], []
         for p in _precisions(card, precision):
             if not (ws.ir_dir(ck.kind, size, p) / "conversion.json").is_file():
                 raise UsageError(f"{ws.ir_dir(ck.kind, size, p)}: not converted; run 'ssh-toolkit convert --weights "
                                  f"{ck.kind} --input-size {size} --precision {p}' first")
             irs.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p)))
+            if (ws.ir_dir(ck.kind, size, p, "native") / "conversion.json").is_file():  # both routes side by side
+                native.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p, "native")))
+        if not precision and card.quantize is not None and (ws.ir_dir(ck.kind, size, QUANTIZED) / "conversion.json"
+                                                             ).is_file():
+            from .quantize import QuantizedModel
+
+            # The INT8 IR when there is one: its differences are shown (reported, not judged).
+            irs.append(QuantizedModel.load(ws.ir_dir(ck.kind, size, QUANTIZED)))
+        irs += native
         out_dir = report_dir or default_run_dir("compare")
         checked = check_replaceable(out_dir, "compare")  # before the work, not after
         with ex:
@@ -323,7 +399,14 @@ def compare(
         out = write_parity_report(out_dir, card, ck, run, checked=checked)
         for r in run.results:
             for d in r.diffs:
+                if card.parity_reported_only(r.precision) and d.passed:
+                    typer.echo(f"[{r.test}] REPORTED | {d.name} | max_abs={d.max_abs:.3e} | cosine={d.cosine:.9f} "
+                               f"(not gated: INT8 is gated on mAP drop and box match rate)")
+                    continue
                 typer.echo(f"[{r.test}] {d.verdict_line()}")
+        for row in run.routes:
+            same = "identical" if row["identical"] else "DIFFERENT"
+            typer.echo(f"[{row['native']} vs {row['mo']}] {row['output']}: max_abs={row['max_abs']:.3e} ({same})")
         for r in run.self_check:
             worst = max(r.diffs, key=lambda d: d.min_passing_atol)
             verdict = "detected (FAIL as expected)" if not r else "NOT detected: the comparison is too loose"
@@ -455,6 +538,8 @@ def _say_left_out(card, ck, irs, size: int) -> None:
 
 
 def _print_evaluation(ev) -> None:
+    from .card import REPORTED_ONLY
+
     s = ev.summary
     typer.echo(s.note)
     if ev.image_warnings:
@@ -468,6 +553,8 @@ def _print_evaluation(ev) -> None:
         typer.echo(f"official WIDER AP[{name}]: {figures} (separate metric, not comparable with map)")
     for p in ev.parity:
         verdict = "PASS" if p else "FAIL " + "; ".join(f"{d.name}: {d.reason}" for d in p.diffs if not d.passed)
+        if p and p.diffs and all(d.tolerance == REPORTED_ONLY for d in p.diffs):  # INT8: shown, not judged
+            verdict = f"reported, not gated (max |diff| {max(d.max_abs for d in p.diffs):.3e})"
         typer.echo(f"parity[{p.test}]: {verdict}; box match rate {s.box_match[p.test].box_match_rate:.4f}")
     typer.echo(f"summary: {(ev.run_dir / 'summary.json').resolve()}")
     typer.echo(f"report: {(ev.run_dir / 'report.md').resolve()}")
@@ -481,6 +568,8 @@ def _print_gate(result) -> None:
     for line in result.lines():
         typer.echo(line)
     typer.echo(result.verdict())
+    for hint in result.hints:
+        typer.echo(hint)
     write_step_summary(result.markdown())
 
 
@@ -550,6 +639,9 @@ def run(
     report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Run folder.")] = None,
     exec_precision: ExecPrecisions = None,
     mo_env: MoEnv = None,
+    quantize: Annotated[bool, typer.Option(
+        "--quantize/--no-quantize", help="Quantize the FP32 IR to INT8 (model ir-int8) with the card's quantize "
+                                         "defaults, as 'ssh-toolkit quantize' does.")] = True,
     shard: ShardOpt = None,
     executor: ExecutorOpt = "local",
     scheduler: SchedulerOpt = None,
@@ -557,7 +649,7 @@ def run(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """The whole pipeline of the card: checkpoint (download, or generate --weights standin|toy), convert FP32 and
-    FP16, evaluate on the dataset, write the reports (Markdown, CSV/JSON, HTML) and gate against the baseline.
+    FP16, quantize INT8, evaluate on the dataset, write the reports (Markdown, CSV/JSON, HTML) and gate against the baseline.
     Every step skips work that is already up to date. Ends with the gate's verdict (exit 1 on a regression)."""
     from .pipeline import run_pipeline
 
@@ -568,8 +660,8 @@ def run(
             result = run_pipeline(card, _workspace(workspace), weights=weights, data_root=data_root,
                                   input_size=input_size, limit=limit, baseline=baseline, run_dir=report_dir,
                                   exec_precisions=exec_precision or ("f32", "default"),
-                                  say=lambda m: typer.echo(m, err=True), mo_env=mo_env, shard=_shard(shard),
-                                  executor=ex)
+                                  say=lambda m: typer.echo(m, err=True), mo_env=mo_env, quantize=quantize,
+                                  shard=_shard(shard), executor=ex)
         _print_evaluation(result.evaluation)
         typer.echo(f"HTML report: {result.html.resolve()}")
         if result.gate is None:
@@ -623,6 +715,116 @@ def merge(
         typer.echo(f"summary: {(ev.run_dir / 'summary.json').resolve()}")
         typer.echo(f"report: {(ev.run_dir / 'report.md').resolve()}")
         _raise_for_parity(ev)
+
+
+@app.command()
+def localize(
+    model: Annotated[str, typer.Option(
+        "--model", metavar="IR_MODEL", help="The IR model to examine: ir-fp32, ir-fp16, ir-fp32@bf16, ir-fp16@bf16 "
+                                            "(the names evaluate uses).")],
+    image: Annotated[Optional[Path], typer.Option("--image", help="The image to run.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="A WIDER-layout dataset; its image number --index is run.")] = None,
+    index: Annotated[int, typer.Option(
+        "--index", min=0, metavar="N", help="With --data-root: the N-th image (0-based) in dataset order.")] = 0,
+    threshold: Annotated[Optional[float], typer.Option(
+        "--threshold", min=0, help="Flag layers whose max |ir - mxnet| / max |mxnet| exceeds this [default: the "
+                                   "card's localize.threshold for the model's precision].")] = None,
+    weights: WeightsOpt = "auto",
+    input_size: InputSize = None,
+    report_dir: Annotated[Optional[Path], typer.Option(
+        "--report-dir", help="Where to write localize.csv/.json/.html [default: reports/runs/<time>-localize].")] = None,
+    pipeline: Pipeline = _default_pipeline(),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Find the first layer where an IR parts from MXNet, and the weight constant that feeds it.
+
+    Runs MXNet with every internal output and the IR with the matching intermediate tensors added as outputs on
+    one image, compares them layer by layer in MXNet's node order, and prints the table and the first layer over
+    the threshold. Exit 0 whether or not a layer is flagged; 3 when MXNet's internals cannot serve as reference.
+    """
+    from .fileio import check_replaceable
+    from .localize import localize as do_localize
+    from .localize import write_localize_report
+
+    with errors_to_exit():
+        card = _card(pipeline)
+        ws = _workspace(workspace)
+        if (image is None) == (data_root is None):
+            raise UsageError("give exactly one of --image PATH or --data-root WIDER_ROOT (with --index N)")
+        if image is not None:
+            if index:
+                raise UsageError("--index picks an image of --data-root; with --image it has no meaning")
+            if not image.is_file():
+                raise UsageError(f"{image}: image not found")
+            path = image
+        else:
+            from .data.wider import open_wider
+
+            ds = open_wider(data_root)
+            if index >= len(ds.images):
+                raise UsageError(f"--index {index}: {data_root} has {len(ds.images)} images (0..{len(ds.images) - 1})")
+            path = ds.image_path(ds.images[index])
+        ck = _checkpoint(ws, weights)
+        out_dir = report_dir or default_run_dir("localize")
+        checked = check_replaceable(out_dir, "run")
+        loc = do_localize(card, ck, ws, model, path, input_size=input_size, threshold=threshold)
+        out = write_localize_report(out_dir, loc, checked=checked)
+        typer.echo(loc.to_frame()[["depth", "node", "op", "shape", "max_abs", "max_rel", "cosine", "scaled_max_abs",
+                                   "over"]].to_string(index=False))
+        if loc.weights != "real":
+            typer.echo(f"stand-in weights ({loc.checkpoint_kind}): a divergence here is in the conversion, not a "
+                       f"statement about the real model")
+        for w in loc.warnings:
+            typer.echo(f"warning: {w}", err=True)
+        typer.echo(loc.verdict())
+        typer.echo(f"report: {out.resolve()}")
+
+
+@app.command()
+def benchmark(
+    weights: WeightsOpt = "auto",
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="WIDER-layout dataset [default: the generated sample in the workspace].")] = None,
+    limit: Annotated[Optional[int], _limit("all")] = None,
+    input_size: InputSize = None,
+    model: Annotated[Optional[list[ModelChoice]], typer.Option(
+        "--model", callback=_plain, metavar="NAME", help="Model to measure, repeatable [default: all available].")
+    ] = None,
+    exec_precision: ExecPrecisions = None,
+    jobs: Annotated[int, typer.Option(min=0, help="OpenVINO infer requests in flight (0 = OpenVINO's choice).")] = 0,
+    report_dir: Annotated[Optional[Path], typer.Option(
+        "--report-dir", help="Run folder [default: reports/runs/<time>-benchmark-<weights>-<size>].")] = None,
+    pipeline: Pipeline = _default_pipeline(),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """One table with a row per model variant (mxnet, ir-fp32, ir-fp32@bf16, ir-fp16, ir-int8, ...): mAP on the
+    data, mAP drop vs MXNet, seconds per image, images per second and speed-up over ir-fp32, every model inferred
+    afresh through evaluate's runners. Writes benchmark.csv/.json and report.md into a run folder."""
+    from .benchmark import benchmark as do_benchmark
+    from .benchmark import format_table
+    from .evaluation import load_irs
+
+    with errors_to_exit():
+        card = _card(pipeline)
+        ws = _workspace(workspace)
+        ck = _checkpoint(ws, weights)
+        size = card.resolve_input_size(input_size)
+        root = data_root or ws.sample_data
+        if data_root is None and not root.exists():
+            raise UsageError(f"{root}: no dataset; pass --data-root or run 'ssh-toolkit make-sample'")
+        irs = load_irs(card, ck, ws, size)
+        if not model:
+            _say_left_out(card, ck, irs, size)
+        b = do_benchmark(card, ck, irs, root, ws, input_size=size, limit=limit, models=model,
+                         exec_precisions=exec_precision or ("f32", "default"), run_dir=report_dir, jobs=jobs,
+                         say=lambda m: typer.echo(m, err=True))
+        from .report.markdown import standin_banner
+
+        typer.echo(standin_banner(ck.weights, ck.kind, card.reference_map))
+        typer.echo(format_table(b.table))
+        typer.echo(f"table: {(b.run_dir / 'benchmark.csv').resolve()}")
+        typer.echo(f"report: {(b.run_dir / 'report.md').resolve()}")
 
 
 @app.command()

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .card import ModelCard
-from .errors import BackendError, ConversionError, InputDataError
+from .errors import BackendError, ConversionError, InputDataError, UsageError
 from .fileio import atomic_dir, sha256_file, write_json
 from .legacy_env import LegacyEnv, ensure_mo_env
 from .model.outputs import canonical_name
@@ -42,6 +42,8 @@ class ConvertedModel:
     versions: dict[str, str] = field(default_factory=dict)  # python, numpy, mxnet, openvino, ... at conversion
     # The Model Optimizer environment that made it: path, python, mo, openvino-dev, openvino, numpy, mxnet.
     mo_env: dict[str, object] = field(default_factory=dict)
+    route: str = "mo"  # mo | native (records written before the native route existed are Model Optimizer's)
+    dynamic: bool = False  # native route only: height and width are dynamic (input_size: the size it was checked at)
     reused: bool = False  # True when convert() found it up to date (not saved in the record)
 
     @property
@@ -54,12 +56,13 @@ class ConvertedModel:
 
     @property
     def model_name(self) -> str:
-        return ir_model_name(self.precision)
+        return ir_model_name(self.precision, route=self.route)
 
     def convert_command(self) -> str:
         """The command that converts this IR again."""
+        route = "" if self.route == "mo" else f" --route {self.route}" + (" --dynamic-shape" if self.dynamic else "")
         return (f"ssh-toolkit convert --force --weights {self.checkpoint_kind} --input-size {self.input_size} "
-                f"--precision {self.precision}")
+                f"--precision {self.precision}{route}")
 
     def check_files(self) -> tuple[str, str]:
         """The sha256 of the .xml and .bin, checked against the ones conversion.json recorded: InputDataError
@@ -174,15 +177,25 @@ def _ir_io(xml: Path) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
 
 def convert(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, precision: str,
             input_size: int | None = None, *, force: bool = False,
-            mo_env: str | Path | LegacyEnv | None = None) -> ConvertedModel:
+            mo_env: str | Path | LegacyEnv | None = None, route: str = "mo", dynamic: bool = False) -> ConvertedModel:
     """Convert ``checkpoint`` to an IR of ``precision`` under the workspace; skip if already up to date.
 
     Model Optimizer runs from its legacy environment (see :mod:`ssh_toolkit.legacy_env`): ``mo_env`` is an
     existing environment to use (checked, never modified), else ``$SSH_TOOLKIT_MO_ENV``, else the managed one,
-    created on first use.
+    created on first use. ``route="native"`` translates the checkpoint on the current OpenVINO instead, without
+    Model Optimizer and without MXNet (:mod:`ssh_toolkit.native`); ``dynamic`` (native only) leaves height and
+    width dynamic.
     """
     if precision not in card.precisions:
         raise InputDataError(f"{card.path}: precision {precision!r} not in convert.precisions {card.precisions}")
+    if route == "native":
+        from .native.convert import convert_native
+
+        return convert_native(card, checkpoint, workspace, precision, input_size, force=force, dynamic=dynamic)
+    if route != "mo":
+        raise UsageError(f"--route {route!r}: expected mo or native")
+    if dynamic:
+        raise UsageError("--dynamic-shape needs --route native (Model Optimizer's IRs have a fixed input size)")
     size = card.resolve_input_size(input_size)
     check_checkpoint_naming(checkpoint)
     args = mo_arguments(card, checkpoint, precision, size)
@@ -229,6 +242,7 @@ def convert(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, preci
 
 def convert_all(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace,
                 precisions: tuple[str, ...] | None = None, input_size: int | None = None,
-                *, force: bool = False, mo_env: str | Path | LegacyEnv | None = None) -> list[ConvertedModel]:
-    return [convert(card, checkpoint, workspace, p, input_size, force=force, mo_env=mo_env)
+                *, force: bool = False, mo_env: str | Path | LegacyEnv | None = None,
+                route: str = "mo") -> list[ConvertedModel]:
+    return [convert(card, checkpoint, workspace, p, input_size, force=force, mo_env=mo_env, route=route)
             for p in precisions or card.precisions]

@@ -107,7 +107,9 @@ def runtime_versions() -> dict[str, str]:
 
 
 def workspace_irs(ws: Workspace) -> list[Path]:
-    return sorted(p.resolve() for p in (ws.root / "ir").glob("*/*/*.xml"))
+    """Model Optimizer's IRs (``ir/<kind>-<size>/<P>/``) and the native route's (``ir/<kind>-<size>/native/<P>/``)."""
+    ir = ws.root / "ir"
+    return sorted(p.resolve() for pattern in ("*/*/*.xml", "*/native/*/*.xml") for p in ir.glob(pattern))
 
 
 def ir_precision(core, xml: Path, device: str = DEVICE) -> IRPrecision:

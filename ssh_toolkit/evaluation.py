@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .cache import RawCache
-from .card import ModelCard
+from .card import QUANTIZED, ModelCard
 from .convert import ConvertedModel
 from .data.wider import WiderDataset, open_wider
 from .errors import InputDataError
@@ -35,7 +35,7 @@ from .metric.box_match import BoxMatchAccumulator
 from .metric.parity import ParityAccumulator, ParityResult
 from .model.decode import decode
 from .model.detections import Detections
-from .run_record import REFERENCE_MODEL, OutputParity, RunSummary, default_run_dir
+from .run_record import REFERENCE_MODEL, ROUTES, OutputParity, RunSummary, default_run_dir
 from .workspace import Checkpoint, Workspace
 
 # ------------------------------------------------------------------------------------------------------------
@@ -207,6 +207,8 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
         import pandas as pd
 
         tables["image_warnings"] = pd.DataFrame([{"image": k, "warning": v} for k, v in image_warnings.items()])
+    if quantized := [ir for ir in irs if ir.precision == QUANTIZED and ir.model_name in by_name]:
+        tables["quantization"] = _quantization_frame(quantized, data_root)
     if official:
         import pandas as pd
 
@@ -228,6 +230,23 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
                       detections={s.model.name: s.detections for s in scores},
                       seconds={s.model.name: s.seconds for s in scores}, parity=parity_accs)
     return Evaluation(run_dir, summary, scores, parity, inferred, image_warnings)
+
+
+def _quantization_frame(quantized: Sequence[ConvertedModel], data_root: str | Path):
+    """How each INT8 IR was made, and whether its calibration images are part of the evaluated set."""
+    import pandas as pd
+
+    from .quantize import SAME_FOLDER_NOTE
+
+    rows = []
+    for ir in quantized:
+        same = Path(ir.calibration["root"]).resolve() == Path(data_root).resolve()
+        rows.append({"model": ir.model_name, "calibration_root": ir.calibration["root"],
+                     "calibration_images": ir.calibration["n_images"], "calibration_in_evaluation_set": same,
+                     "max_drop": ir.max_drop, "validation_drop": ir.achieved_drop,
+                     "float_layers": ", ".join(ir.float_layers), "nncf": ir.nncf_version,
+                     "note": SAME_FOLDER_NOTE if same else ""})
+    return pd.DataFrame(rows)
 
 
 def runtime_info(device: str = "CPU") -> dict:
@@ -281,11 +300,19 @@ def _tables(scores: Sequence[ModelScore], parity: Sequence[ParityResult], box_ma
 
 def load_irs(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, size: int,
              precisions: Sequence[str] | None = None) -> list[ConvertedModel]:
-    """The converted IRs available for this checkpoint and size (those not converted are left out)."""
+    """The converted IRs available for this checkpoint and size (those not converted are left out): Model
+    Optimizer's, then the native route's."""
     irs = []
-    for p in precisions or card.precisions:
-        directory = workspace.ir_dir(checkpoint.kind, size, p)
-        if (directory / "conversion.json").is_file():
-            irs.append(ConvertedModel.load(directory))
+    for route in ROUTES:
+        for p in precisions or card.precisions:
+            directory = workspace.ir_dir(checkpoint.kind, size, p, route)
+            if (directory / "conversion.json").is_file():
+                irs.append(ConvertedModel.load(directory))
+        if route == "mo" and card.quantize is not None and (precisions is None or QUANTIZED in precisions):
+            from .quantize import QuantizedModel  # the INT8 IR of 'ssh-toolkit quantize', when there is one
+
+            directory = workspace.ir_dir(checkpoint.kind, size, QUANTIZED)
+            if (directory / "conversion.json").is_file():
+                irs.append(QuantizedModel.load(directory))
     return irs
 

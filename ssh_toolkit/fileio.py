@@ -417,6 +417,19 @@ def _remove_owned(folder: Path) -> None:
             os.rmdir(dirpath)  # only succeeds when empty
 
 
+def remove_owned_dir(path: str | Path, kind: str) -> bool:
+    """Remove ``path`` when it is a complete ``kind`` folder the toolkit wrote (the rule of
+    :func:`check_replaceable`: a folder holding anything else is refused, UsageError); True if one was removed."""
+    path = Path(os.path.abspath(path))
+    check_replaceable(path, kind)
+    marker = _read_marker(path) if path.is_dir() else None
+    if marker is None or marker.get("state") != "complete":
+        return False
+    with _swap_lock(path):
+        _remove_owned(path)
+    return True
+
+
 @contextlib.contextmanager
 def _swap_lock(path: Path) -> Iterator[None]:
     """Hold ``.<name>.lock`` beside ``path`` exclusively while the toolkit compares and swaps ``path``, so two

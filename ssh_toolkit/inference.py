@@ -26,7 +26,7 @@ from .data.images import scan_file
 from .errors import UsageError
 from .executors import Executor, LocalExecutor
 from .fileio import sha256_file
-from .run_record import REFERENCE_MODEL, ir_model_name
+from .run_record import REFERENCE_MODEL, ROUTES, ir_model_name
 from .runners.base import Runner
 from .runners.openvino import EXEC_CHOICES, PARITY_CONFIG
 from .runners.spec import RunnerSpec
@@ -46,8 +46,8 @@ class ExecVariant:
     config: dict = field(hash=False)
     requested: str  # the --exec-precision it came from
 
-    def model_name(self, ir_precision: str) -> str:
-        return ir_model_name(ir_precision, None if self.precision == PINNED else self.precision)
+    def model_name(self, ir_precision: str, route: str = "mo") -> str:
+        return ir_model_name(ir_precision, None if self.precision == PINNED else self.precision, route)
 
     def card_precision(self, ir_precision: str) -> str:
         """The key of the card's tolerances and gate limits: ``FP32``, or ``FP32@bf16`` for the bf16 run."""
@@ -125,7 +125,7 @@ def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
             raise UsageError(f"{ir.xml}: converted at input size {ir.input_size}, evaluating at {input_size}")
         files = ir.check_files()  # as converted (conversion.json), before anything runs it
         for v in variants:
-            name = v.model_name(ir.precision)
+            name = v.model_name(ir.precision, ir.route)
             # The runtime's version is part of the key: another OpenVINO may compile other kernels.
             key = cache_key("ir", version("openvino"), *files, card.preprocess["ir"], v.precision,
                             sorted(v.config.items()))
@@ -139,18 +139,20 @@ def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
         unknown = [n for n in names if n not in available]
         if unknown:
             # What each IR model name needs: the IR's precision and the --exec-precision that runs it so.
-            needs = {ir_model_name(p, e): (p, e or PINNED) for p in card.precisions for e in (None, *EXEC_SUFFIXES)}
-            converted = {ir.precision for ir in irs}
+            needs = {ir_model_name(p, e, r): (p, e or PINNED, r) for r in ROUTES for p in card.precisions
+                     for e in (None, *EXEC_SUFFIXES)}
+            converted = {(ir.precision, ir.route) for ir in irs}
             name = unknown[0]
-            if name in needs and needs[name][0] in converted:
-                p, exec_precision = needs[name]
-                here = ", ".join(v.model_name(p) for v in variants)
+            if name in needs and needs[name][::2] in converted:
+                p, exec_precision, route = needs[name]
+                here = ", ".join(v.model_name(p, route) for v in variants)
                 raise UsageError(f"--model {name}: not run under --exec-precision {', '.join(exec_precisions)}, "
                                  f"where this IR is {here}; add --exec-precision {exec_precision} to evaluate {name}")
             if name in needs:
+                route = "" if needs[name][2] == "mo" else f" --route {needs[name][2]}"
                 raise UsageError(f"--model {name}: not converted at input size {input_size}; run 'ssh-toolkit "
                                  f"convert --weights {checkpoint.kind} --input-size {input_size} --precision "
-                                 f"{needs[name][0]}' first")
+                                 f"{needs[name][0]}{route}' first")
             raise UsageError(f"--model {name} is not available; available: {', '.join(available)}")
         models = [available[n] for n in dict.fromkeys(names)]
     return models

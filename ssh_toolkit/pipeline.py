@@ -104,7 +104,8 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
                  run_dir: Path | None = None, progress: bool = True,
                  exec_precisions: Sequence[str] = ("f32", "default"),
                  say: Callable[[str], None] = print, mo_env: Path | None = None,
-                 shard: tuple[int, int] | None = None, executor: Executor | None = None) -> PipelineRun:
+                 quantize: bool = True, shard: tuple[int, int] | None = None,
+                 executor: Executor | None = None) -> PipelineRun:
     from .data.sample import make_sample
     from .gate import Baseline, check_gate
     from .report.html import write_html_report
@@ -127,6 +128,13 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
     irs = convert_all(card, ck, ws, input_size=size, mo_env=mo_env)
     for ir in irs:
         say(f"convert {ir.precision}: " + ("up to date" if ir.reused else f"converted in {ir.seconds:.1f} s"))
+    if quantize and card.quantize is not None and "FP32" in card.precisions:
+        from .quantize import quantize as quantize_ir
+
+        q = quantize_ir(card, ck, ws, data_root, input_size=size, progress=progress, say=say)
+        say("quantize INT8: " + ("up to date" if q.reused else f"quantized in {q.seconds:.1f} s") +
+            f" (drop {q.achieved_drop:.3f} mAP points vs FP32 on {q.validation['n_images']} validation images)")
+        irs.append(q)
     ev = evaluate(card, ck, irs, data_root, ws, input_size=size, limit=limit, run_dir=run_dir, progress=progress,
                   exec_precisions=exec_precisions, checked=checked, shard=shard, executor=executor)
     html = write_html_report(ev.run_dir)

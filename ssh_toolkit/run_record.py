@@ -91,21 +91,26 @@ def release_unused_run_dirs() -> list[Path]:
     return removed
 
 
-def ir_model_name(precision: str, exec_precision: str | None = None) -> str:
-    """``FP32`` -> ``ir-fp32``; with the precision it runs in when that is not pinned f32: ``ir-fp32@bf16``.
+ROUTES = ("mo", "native")  # how an IR was made: Model Optimizer (the default) or the native translator
+
+
+def ir_model_name(precision: str, exec_precision: str | None = None, route: str = "mo") -> str:
+    """``FP32`` -> ``ir-fp32``; with the precision it runs in when that is not pinned f32: ``ir-fp32@bf16``; an IR
+    of the native route: ``ir-native-fp32`` (``ir-native-fp32@bf16``).
 
     How runs, tables and gate rules name an IR.
     """
-    return f"ir-{precision.lower()}" + (f"@{exec_precision}" if exec_precision else "")
+    kind = "ir" if route == "mo" else f"ir-{route}"
+    return f"{kind}-{precision.lower()}" + (f"@{exec_precision}" if exec_precision else "")
 
 
 def order_models(models: Iterable[str], precisions: Sequence[str]) -> list[str]:
     """MXNet first, then the IRs in ``precisions`` order (the card's, or :attr:`RunSummary.ir_precisions`), each
-    followed by its execution variants (``ir-fp32``, ``ir-fp32@bf16``, ``ir-fp16``, ...), then anything else
-    sorted; duplicates dropped."""
+    followed by its execution variants (``ir-fp32``, ``ir-fp32@bf16``, ``ir-fp16``, ...), then the native route's
+    IRs in the same order (``ir-native-fp32``, ...), then anything else sorted; duplicates dropped."""
     models = list(dict.fromkeys(models))
     order = [REFERENCE_MODEL]
-    for name in dict.fromkeys(ir_model_name(p.split("@")[0]) for p in precisions):
+    for name in dict.fromkeys(ir_model_name(p.split("@")[0], route=r) for r in ROUTES for p in precisions):
         order += [name, *sorted(m for m in models if m.startswith(name + "@"))]
     order = list(dict.fromkeys(order))
     return [m for m in order if m in models] + sorted(m for m in models if m not in order)
@@ -117,16 +122,20 @@ class OutputParity:
 
     max_abs: float
     min_passing_atol: float
-    atol: float
+    atol: float | None  # None: reported only, not judged (INT8)
     cosine: float
-    min_cosine: float
+    min_cosine: float | None
     passed: bool
     reason: str = ""  # why it failed (atol exceeded by how much, cosine too low, shape, non-finite); "" if passed
     rtol: float | None = None  # None in format-1 summaries, which did not record it
 
     @classmethod
     def of(cls, d: OutputDiff) -> "OutputParity":
+        from .card import REPORTED_ONLY
+
         t = d.tolerance
+        if t == REPORTED_ONLY:  # INT8: the differences are reported, no tolerance judged them (atol, min_cosine null)
+            return cls(d.max_abs, d.min_passing_atol, None, d.cosine, None, d.passed, d.reason, None)
         return cls(d.max_abs, d.min_passing_atol, t.atol, d.cosine, t.min_cosine, d.passed, d.reason, t.rtol)
 
     @classmethod
@@ -252,8 +261,8 @@ _SUMMARY_FIELDS = {
 }
 _SUMMARY_REQUIRED = ("run_id", "model", "map", "n_images", "input_size", "protocol", "protocol_params", "weights",
                      "checkpoint_kind", "note", "reference_map", "dataset", "precisions")
-_PARITY_FIELDS = {"max_abs": "number", "min_passing_atol": "number", "atol": "number", "cosine": "number",
-                  "min_cosine": "number", "passed": "bool", "reason": "str", "rtol": "number|null", "problem": "str"}
+_PARITY_FIELDS = {"max_abs": "number", "min_passing_atol": "number", "atol": "number|null", "cosine": "number",
+                  "min_cosine": "number|null", "passed": "bool", "reason": "str", "rtol": "number|null", "problem": "str"}
 _PARITY_REQUIRED = ("max_abs", "min_passing_atol", "atol", "cosine", "min_cosine", "passed")
 _BOX_MATCH_FIELDS = {"n_ref": "int", "n_test": "int", "matched": "int", "box_match_rate": "number",
                      "match_rate": "number", "only_ref": "int", "only_test": "int", "mean_abs_score_diff": "number",

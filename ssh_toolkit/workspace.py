@@ -5,7 +5,8 @@ Layout under the workspace root (default ``./workspace``, or ``$SSH_TOOLKIT_WORK
     downloads/<archive>(.part)           real checkpoint archive
     checkpoints/<kind>/                  kind: real | standin | toy; <prefix>-symbol.json, <prefix>-0000.params,
                                          checkpoint.json (the Checkpoint record)
-    ir/<kind>-<size>/<precision>/        <prefix>.xml/.bin + conversion.json
+    ir/<kind>-<size>/<precision>/        <prefix>.xml/.bin + conversion.json (Model Optimizer)
+    ir/<kind>-<size>/native/<precision>/ the same, made by the native route (convert --route native)
     data/wider-sample/                   the generated WIDER-layout sample dataset
     cache/raw/<model key>/<sha[:2]>/<image sha>.npz   per-image raw outputs cached by evaluate
 """
@@ -43,8 +44,10 @@ class Workspace:
             raise InputDataError(f"unknown checkpoint kind {kind!r}; expected one of {CHECKPOINT_KINDS}")
         return self.root / "checkpoints" / kind
 
-    def ir_dir(self, kind: str, size: int, precision: str) -> Path:
-        return self.root / "ir" / f"{kind}-{size}" / precision
+    def ir_dir(self, kind: str, size: int | str, precision: str, route: str = "mo") -> Path:
+        """``ir/<kind>-<size>/<precision>`` (Model Optimizer), ``ir/<kind>-<size>/native/<precision>`` (native route)."""
+        base = self.root / "ir" / f"{kind}-{size}"
+        return base / precision if route == "mo" else base / route / precision
 
     @property
     def sample_data(self) -> Path:

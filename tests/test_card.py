@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -145,8 +146,14 @@ def _set(*path_and_value):
                                                             "did you mean min_cosine?"),
     (_set("tolerances", "FP61", {"default": {"atol": 1, "rtol": 0, "min_cosine": 1}}),
      "key 'tolerances.FP61': unknown key; did you mean FP16?"),
-    (_set("gates", "min_box_match_rate", "INT8", 0.5), "key 'gates.min_box_match_rate.INT8': unknown key; expected "
-                                                       "one of FP32, FP16"),
+    (_set("gates", "min_box_match_rate", "INT4", 0.5), "key 'gates.min_box_match_rate.INT4': unknown key; did you "
+                                                       "mean INT8?"),
+    (_set("gates", "min_box_match_rate", "FP8", 0.5), "key 'gates.min_box_match_rate.FP8': unknown key; expected "
+                                                      "one of FP32, FP16, FP32@bf16, FP16@bf16, INT8, INT8@bf16"),
+    (_set("quantize", "max_drop", -1), "key 'quantize.max_drop': must be in [0, inf), got -1"),
+    (_set("quantize", "calibration_images", 0), "key 'quantize.calibration_images': must be in [1, inf), got 0"),
+    (_set("quantize", "sample_size", 5), "key 'quantize.sample_size': unknown key; did you mean subset_size?"),
+    (lambda d: d["gates"]["ir_vs_mxnet_drop"].pop("INT8"), "key 'gates.ir_vs_mxnet_drop.INT8': missing"),
     (_set("gates", "map_vs_baseline", "rtol", 0.5), "key 'gates.map_vs_baseline.rtol': unknown key; did you mean "
                                                     "atol?"),
     (_set("box_match", "iou_threshold", 0.5), "key 'box_match.iou_threshold': unknown key"),
@@ -254,3 +261,45 @@ def test_input_size_must_be_a_multiple_of_the_largest_stride_at_load(tmp_path, s
 
 def test_input_size_a_multiple_of_the_largest_stride_loads(tmp_path):
     assert load_card(_write(tmp_path, _set("input", "size", 320))).input.size == 320
+
+
+def test_localize_section_is_checked_and_optional(tmp_path):
+    assert load_card().localize.threshold["FP32@bf16"] == 0.1
+    for mutate, message in [
+        (_set("localize", "threshold", "FP8", 1e-3), "key 'localize.threshold.FP8': unknown key"),
+        (_set("localize", "threshold", "FP16", 0), "key 'localize.threshold.FP16': must be in (0, inf), got 0"),
+        (_set("localize", "batch_mb", 0.5), "key 'localize.batch_mb': expected an integer, got 0.5"),
+        (_set("localize", "pass_mb", 64), "key 'localize.pass_mb': unknown key"),
+    ]:
+        with pytest.raises(CardError, match=re.escape(message)):
+            load_card(_write(tmp_path, mutate))
+    # A card written before the section existed still loads; localize then says what is missing.
+    assert load_card(_write(tmp_path, lambda d: d.pop("localize"))).localize is None
+
+
+def test_quantize_section_gives_int8_its_limits_and_reported_only_parity(card):
+    from ssh_toolkit.card import REPORTED_ONLY
+
+    assert (card.quantize.max_drop, card.quantize.calibration_images, card.quantize.subset_size,
+            card.quantize.seed) == (1.0, 300, 300, 0)
+    assert {"INT8", "INT8@bf16"} <= set(card.gates.ir_vs_mxnet_drop) == set(card.gates.min_box_match_rate)
+    assert card.parity_reported_only("INT8") and card.parity_reported_only("INT8@bf16")
+    assert not card.parity_reported_only("FP32")
+    assert card.tolerance("INT8", "rpn_bbox_pred_stride8") is REPORTED_ONLY
+    assert card.tolerance("FP32", "rpn_bbox_pred_stride8").atol == 1e-3
+
+
+def test_a_card_without_quantize_has_no_int8(tmp_path):
+    def drop_quantize(d, keep_limits=False):
+        del d["quantize"]
+        if not keep_limits:
+            for key in ("ir_vs_mxnet_drop", "min_box_match_rate"):
+                d["gates"][key] = {k: v for k, v in d["gates"][key].items() if not k.startswith("INT8")}
+
+    c = load_card(_write(tmp_path, drop_quantize))
+    assert c.quantize is None and "INT8" not in c.gates.ir_vs_mxnet_drop
+    assert not c.parity_reported_only("INT8")
+    with pytest.raises(CardError, match="key 'tolerances' has no entry|'tolerances' has no entry for precision 'INT8'"):
+        c.tolerance("INT8", "rpn_bbox_pred_stride8")
+    with pytest.raises(CardError, match=r"key 'gates.ir_vs_mxnet_drop.INT8': unknown key"):
+        load_card(_write(tmp_path, lambda d: drop_quantize(d, keep_limits=True)))

@@ -818,3 +818,18 @@ def test_make_sample_failing_to_write_an_image_is_one_line_exit_3_naming_it(tmp_
     assert line.startswith(f"ssh-toolkit: error: {out / 'WIDER_val' / 'images'}/") and \
         line.endswith("_sample_1.jpg: File too large"), line
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_gate_prints_the_localize_hint_of_a_failed_parity_rule_after_its_verdict(card, capsys, monkeypatch):
+    from gate.records import _parity, make_summary
+
+    from ssh_toolkit import cli
+    from ssh_toolkit.gate import check_gate
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    fp16 = _parity("FP16", rpn_cls_prob_reshape_stride8={"passed": False, "reason": "cosine 0.9 < 0.9999"})
+    cli._print_gate(check_gate(make_summary(parity={"ir-fp32": _parity("FP32"), "ir-fp16": fp16}), None, card))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].startswith("gate FAIL: 1 of ")
+    assert lines[-1] == ("hint: to find the first layer where ir-fp16 parts from mxnet, run: ssh-toolkit localize "
+                         "--model ir-fp16 --weights toy --input-size 640 --data-root /data/wider-sample --index 0")

@@ -21,6 +21,7 @@ from ssh_toolkit.run_record import (
     OutputParity,
     RunSummary,
     default_run_dir,
+    ir_model_name,
     order_models,
     release_unused_run_dirs,
 )
@@ -182,6 +183,15 @@ def test_execution_variants_follow_their_ir():
     assert order_models(models, ("FP32", "FP16")) == ["mxnet", "ir-fp32", "ir-fp32@bf16", "ir-fp16", "ir-fp16@bf16",
                                                       "zzz"]
     assert order_models(models, ("FP32", "FP32@bf16", "FP16")) == order_models(models, ("FP32", "FP16"))
+
+
+def test_native_route_models_are_named_apart_and_follow_model_optimizers():
+    assert ir_model_name("FP32") == "ir-fp32" and ir_model_name("FP16", "bf16") == "ir-fp16@bf16"
+    assert ir_model_name("FP32", route="native") == "ir-native-fp32"
+    assert ir_model_name("FP16", "bf16", "native") == "ir-native-fp16@bf16"
+    models = ["ir-native-fp16", "ir-native-fp32@bf16", "ir-fp16", "ir-native-fp32", "zzz", "ir-fp32", "mxnet"]
+    assert order_models(models, ("FP32", "FP16")) == ["mxnet", "ir-fp32", "ir-fp16", "ir-native-fp32",
+                                                      "ir-native-fp32@bf16", "ir-native-fp16", "zzz"]
 
 
 def test_a_file_in_place_of_the_runs_folder_is_named_absolutely(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import EnvironmentProblem, GateFailure
 
@@ -94,6 +95,7 @@ class GateResult:
     baseline: str  # where the baseline came from ("" when none was given)
     checks: tuple[Check, ...]
     notes: tuple[str, ...] = ()
+    hints: tuple[str, ...] = ()  # what to run next about a failure (the localize command of a failed parity rule)
 
     def __bool__(self) -> bool:
         return not self.failed
@@ -157,6 +159,18 @@ class GateResult:
         return "\n".join(out) + "\n"
 
 
+
+def localize_hints(checks: Sequence[Check], checkpoint_kind: str, input_size: int, data_root: str | None,
+                   card_args: Sequence[str] = ()) -> tuple[str, ...]:
+    """For each IR with a failed parity rule: the ``ssh-toolkit localize`` command that finds the first layer
+    where it parts from MXNet (on the run's first image)."""
+    import shlex
+
+    models = dict.fromkeys(c.subject.split("/", 1)[0] for c in checks if c.rule == "parity" and c.passed is False)
+    where = f"--data-root {shlex.quote(data_root)} --index 0" if data_root else "--image <one of the run's images>"
+    return tuple(f"hint: to find the first layer where {m} parts from mxnet, run: ssh-toolkit localize --model "
+                 f"{shlex.quote(m)} --weights {checkpoint_kind} --input-size {input_size} {where}"
+                 + "".join(f" {shlex.quote(a)}" for a in card_args) for m in models)
 
 
 def write_step_summary(markdown: str) -> Path | None:

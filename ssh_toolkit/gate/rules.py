@@ -30,11 +30,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..card import ModelCard, Tolerance
+from ..card import DEFAULT_CARD, QUANTIZED, ModelCard, Tolerance
 from ..errors import InputDataError
-from ..run_record import REFERENCE_MODEL, OutputParity, RunSummary, order_models
+from ..run_record import REFERENCE_MODEL, OutputParity, RunSummary, ir_model_name, order_models
 from .baseline import Baseline, _is_number, check_comparable, update_notes, write_baseline
-from .result import Check, GateResult
+from .result import Check, GateResult, localize_hints
 
 # mAP values are sums of float64 terms: a drop of "0.01" can come out as 0.010000000000005. Differences this
 # small are not regressions.
@@ -60,7 +60,8 @@ def _precision(current: RunSummary, ir: str, card: ModelCard) -> str:
     if p is None:
         raise InputDataError(f"run {current.run_id}: summary.json has no precision for model {ir!r} "
                              f"(precisions: {current.precisions})")
-    if p not in card.gates.ir_vs_mxnet_drop or p not in card.gates.min_box_match_rate or p not in card.tolerances:
+    if p not in card.gates.ir_vs_mxnet_drop or p not in card.gates.min_box_match_rate or (
+            p not in card.tolerances and not card.parity_reported_only(p)):
         raise InputDataError(f"run {current.run_id}: model {ir!r} has precision {p!r}, which {card.path} has no "
                              f"gates or tolerances for")
     return p
@@ -84,6 +85,10 @@ def _map_vs_baseline(current: RunSummary, baseline: Baseline | None, card: Model
         if v is None:
             if "@" in m:  # an execution variant: its absence says where the run ran, not that it regressed
                 checks.append(Check(name, None, b - atol, b, None, _variant_absent(m, current), ">="))
+            elif m == ir_model_name(QUANTIZED) and not any(p.split("@")[0] == QUANTIZED
+                                                            for p in current.precisions.values()):
+                checks.append(Check(name, None, b - atol, b, None, "in the baseline, not in this run (no INT8 IR: "
+                                    "run without --no-quantize, or 'ssh-toolkit quantize'); not compared", ">="))
             else:
                 checks.append(Check(name, None, b - atol, b, False,
                                     f"in the baseline (mAP {b:.3f}) but missing from the run", ">="))
@@ -192,6 +197,9 @@ def _parity(current: RunSummary, baseline: Baseline | None, card: ModelCard, irs
             checks.append(Check(f"parity[{ir}/*]", None, None, None, False,
                                 f"no numeric parity recorded for {ir} in this run"))
             continue
+        if card.parity_reported_only(p):
+            checks.append(_parity_reported(ir, p, outs))
+            continue
         base = (baseline.parity.get(ir, {}) if baseline is not None else {})
         for out in [*card.output_names, *sorted(set(outs) - set(card.output_names))]:
             name, s = f"parity[{ir}/{out}]", outs.get(out)
@@ -218,6 +226,19 @@ def _parity(current: RunSummary, baseline: Baseline | None, card: ModelCard, irs
                 checks.append(Check(name, s.min_passing_atol, s.atol, b, False,
                                     f"{s.reason or 'failed (the run recorded no reason)'} ({p})"))
     return checks
+
+
+def _parity_reported(ir: str, p: str, outs: dict[str, OutputParity]) -> Check:
+    """The INT8 IR's numeric differences: shown, not judged (it is gated on mAP drop and box match rate); only a
+    data problem the run recorded (a shape mismatch, non-finite values) fails it."""
+    bad = {o: s for o, s in outs.items() if s.passed is False}
+    if bad:
+        return Check(f"parity[{ir}/*]", None, None, None, False,
+                     "; ".join(f"{o}: {s.reason or 'failed'}" for o, s in bad.items()) + f" ({p})")
+    worst = max(outs.values(), key=lambda s: s.max_abs)
+    return Check(f"parity[{ir}/*]", worst.max_abs, None, None, None,
+                 f"max |diff| {worst.max_abs:.3e}, cosine >= {min(s.cosine for s in outs.values()):.6f} over "
+                 f"{len(outs)} outputs: reported, not gated ({p} is gated on mAP drop and box match rate)")
 
 
 def _tolerance_changes(s: OutputParity, tol: Tolerance) -> str:
@@ -271,8 +292,10 @@ def check_gate(current: RunSummary, baseline: Baseline | None, card: ModelCard,
         *_box_match(current, baseline, card, irs),
     ]
     label = baseline_name or (f"run {baseline.source_run}" if baseline is not None else "")
+    card_args = () if card.path == DEFAULT_CARD else ("--pipeline", str(card.path))
+    hints = localize_hints(checks, current.checkpoint_kind, current.input_size, current.dataset.get("root"), card_args)
     return GateResult(current.run_id, current.model, current.weights, current.note, label, tuple(checks),
-                      notes=_platform_notes(current, baseline))
+                      notes=_platform_notes(current, baseline), hints=hints)
 
 
 def _platform_notes(current: RunSummary, baseline: Baseline | None) -> tuple[str, ...]:

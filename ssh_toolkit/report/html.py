@@ -34,7 +34,7 @@ from ..run_record import REFERENCE_MODEL, RunSummary, order_models
 from .markdown import format_float, standin_banner
 
 REPORT_HTML = "report.html"
-TABLES = ("metrics", "pr_curves", "parity", "parity_histograms", "box_match")
+TABLES = ("metrics", "pr_curves", "parity", "parity_histograms", "box_match", "quantization")
 _NEEDS = {"pr_curves": ("model", "recall", "precision"), "parity_histograms": ("model", "output", "upper_edge", "count")}
 
 _CSS = """
@@ -478,6 +478,11 @@ def _run_sections(run: RunData, level: int = 2, with_plots: bool = True) -> str:
     parts.append(f"<{h}>Box match rate (share of MXNet detections the IR reproduces)</{h}>")
     det = _box_match_frame(run)
     parts.append(_table(det) if det is not None else _missing("No box match rate in this run."))
+    if (quantization := run.tables.get("quantization")) is not None:  # how the INT8 IR was made
+        parts.append(f"<{h}>INT8 (ssh-toolkit quantize)</{h}>" + _table(quantization))
+        for m, note in zip(quantization["model"], quantization["note"].fillna("")):
+            if note:
+                parts.append(f'<p class="warn">{html.escape(f"{m}: {note}")}</p>')
     parts.append(f"<{h}>Per-model metrics</{h}>")
     metrics = run.tables.get("metrics")
     parts.append(_table(metrics) if metrics is not None else _missing("metrics.csv missing; mAP in the summary."))

@@ -126,6 +126,10 @@ def parity_markdown(run, card: ModelCard, weights: str, kind: str) -> str:
         lines += ["", "## Self-check: IR fed RGB instead of BGR (wrong preprocessing)", "",
                   "This must fail; it shows the size of a channel-order bug next to the real differences.", "",
                   markdown_table(sc[["test", "output", "max_abs", "cosine", "min_passing_atol", "passed"]])]
+    if run.routes:
+        lines += ["", "## Native route vs Model Optimizer", "",
+                  "The same images through the IR of each route, per output: the largest absolute difference "
+                  "(0 = identical outputs).", "", markdown_table(run.routes_frame())]
     lines += ["", "Images:", ""] + [f"- {p}" for p in run.images]
     return "\n".join(lines) + "\n"
 
@@ -134,6 +138,8 @@ def write_parity_report(directory: str | Path, card: ModelCard, checkpoint, run,
     tables = {"parity": run.to_frame()}
     if run.self_check:
         tables["parity_self_check"] = run.self_check_frame()
+    if run.routes:
+        tables["native_vs_mo"] = run.routes_frame()
     meta = run_metadata(card, checkpoint.weights, checkpoint.kind, command="compare", input_size=run.input_size,
                         images=[str(p) for p in run.images], params_sha256=checkpoint.params_sha256,
                         passed=bool(run))
@@ -179,6 +185,12 @@ def evaluation_markdown(summary, tables: Mapping[str, Any]) -> str:
                                                    "reason"]]),
                   "", "## Box match rate (share of MXNet detections the IR reproduces)", "",
                   markdown_table(tables["box_match"])]
+    if "quantization" in tables:
+        q = tables["quantization"]
+        lines += ["", "## INT8 (ssh-toolkit quantize)", "", markdown_table(q)]
+        for m, n in zip(q["model"], q["note"]):
+            if n:
+                lines += ["", f"**Note ({m}):** {n}; its mAP on these images is not an independent figure."]
     if "official" in tables:
         lines += ["", "## Official WIDER FACE AP (separate metric; NOT comparable with the mAP above)", "",
                   "Min-max normalised scores, 1000 thresholds, GT-free images skipped, Easy/Medium/Hard sets "

@@ -54,9 +54,18 @@ def test_run_on_the_embedded_default_passes_the_committed_baseline(default_run):
 
     deploy = default_exec_precision()  # bf16 on a CPU with avx512_bf16/AMX: the deploy default is its own model
     extra = set() if deploy == "f32" else {f"ir-fp32@{deploy}", f"ir-fp16@{deploy}"}
-    assert set(maps) == {"mxnet", "ir-fp32", "ir-fp16"} | extra
+    int8 = {"ir-int8"} | ({f"ir-int8@{deploy}"} if deploy != "f32" else set())
+    assert set(maps) == {"mxnet", "ir-fp32", "ir-fp16"} | extra | int8
     for m in extra:
         assert f"parity[{m}]: PASS" in r.output and m in summary["parity"]
+    # run quantizes on the embedded default; INT8 is gated on its mAP drop and box match rate, its numeric
+    # differences only reported.
+    assert "quantize INT8: quantized in" in r.output
+    for m in int8:
+        for rule in ("map_vs_baseline", "ir_vs_mxnet_drop", "box_match_rate"):
+            assert f"PASS | {rule}[{m}] |" in r.output, (rule, m)
+        assert f"SKIP | parity[{m}/*] |" in r.output and f"parity[{m}]: reported, not gated" in r.output
+    assert (root / "ws" / "ir" / "toy-640" / "INT8" / "conversion.json").is_file()
     assert 10 < maps["mxnet"] < 90  # a real detector on the sample, not a constant
     assert abs(maps["mxnet"] - maps["ir-fp32"]) < 0.01
     html = (good / "report.html").read_text()
@@ -68,6 +77,7 @@ def test_second_run_reuses_everything(default_run):
     r = run("run", "-w", root / "ws", "--report-dir", root / "runs" / "again")
     assert r.exit_code == 0, r.output
     assert "convert FP32: up to date" in r.output and "convert FP16: up to date" in r.output
+    assert "quantize INT8: up to date" in r.output
     assert r.output.count("from cache") == len(json.loads((root / "runs" / "again" / "summary.json").read_text())["map"])
 
 

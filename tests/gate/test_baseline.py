@@ -100,7 +100,7 @@ def test_committed_baseline_loads_and_compares_with_a_run_of_its_setup(card):
     b = Baseline.load(default_baseline(card, "toy", 640))
     assert b.weights == "standin" and b.checkpoint_kind == "toy" and b.input_size == 640
     # recorded on a bf16 CPU: the deploy-default models are in it too, and it says where it ran
-    assert set(b.box_match) == {"ir-fp32", "ir-fp16", "ir-fp32@bf16", "ir-fp16@bf16"}
+    assert set(b.box_match) == {"ir-fp32", "ir-fp16", "ir-fp32@bf16", "ir-fp16@bf16", "ir-int8", "ir-int8@bf16"}
     assert all("box_match_rate" in d for d in b.box_match.values())
     assert b.runtime["default_exec_precision"] == "bf16" and b.versions["openvino"].startswith("2026.4")
     run = make_summary(n_images=b.n_images, protocol_params=b.protocol_params, dataset={**b.dataset, "root": "/x"},

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 from gate.records import _det, _line, _parity, make_summary
 
 from ssh_toolkit.errors import GateFailure, InputDataError
 from ssh_toolkit.gate import Baseline, check_gate, gate_run
 from ssh_toolkit.report.markdown import standin_banner
-from ssh_toolkit.run_record import RunSummary
+from ssh_toolkit.run_record import OutputParity, RunSummary
 
 
 def test_identical_run_passes_every_rule_and_skips_the_reference_with_standin(card):
@@ -194,8 +197,8 @@ def test_box_match_rate_per_precision(card):
 def test_run_from_another_card_or_unknown_precision_is_an_input_error(card):
     with pytest.raises(InputDataError, match="made with the card 'other'"):
         check_gate(make_summary(model="other"), None, card)
-    with pytest.raises(InputDataError, match="precision 'INT8'"):
-        check_gate(make_summary(precisions={"mxnet": "FP32", "ir-fp32": "FP32", "ir-fp16": "INT8"}), None, card)
+    with pytest.raises(InputDataError, match="precision 'INT4'"):
+        check_gate(make_summary(precisions={"mxnet": "FP32", "ir-fp32": "FP32", "ir-fp16": "INT4"}), None, card)
 
 
 def _run_dir(tmp_path, summary: RunSummary):
@@ -274,3 +277,75 @@ def test_another_openvino_version_is_named_and_the_rules_still_apply(card):
     bad = make_summary(map={"mxnet": 60.0, "ir-fp32": 60.0, "ir-fp16": 60.0},
                        versions={"python": "3.11.7", "openvino": "2026.4.1"})
     assert not check_gate(bad, base, card)
+
+
+def test_a_failing_parity_rule_names_the_localize_command_that_finds_the_layer(card):
+    fp16 = _parity("FP16", rpn_bbox_pred_stride8={"passed": False, "reason": "needs atol 9e-02 > 5.0e-02"},
+                   rpn_bbox_pred_stride16={"passed": False, "reason": "needs atol 8e-02 > 5.0e-02"})
+    r = check_gate(make_summary(parity={"ir-fp32": _parity("FP32"), "ir-fp16": fp16}), None, card)
+    # One hint per failing IR (two failed outputs of ir-fp16), with the run's weights, size and dataset.
+    assert r.hints == ("hint: to find the first layer where ir-fp16 parts from mxnet, run: ssh-toolkit localize "
+                       "--model ir-fp16 --weights toy --input-size 640 --data-root /data/wider-sample --index 0",)
+    assert check_gate(make_summary(), None, card).hints == ()
+    # A card of the user's own is passed on; a root with a space is quoted for the shell.
+    mine = dataclasses.replace(card, path=Path("/cards/my ssh.yaml"))
+    s = make_summary(parity={"ir-fp32": _parity("FP32", rpn_bbox_pred_stride8={"passed": False}),
+                             "ir-fp16": _parity("FP16")}, dataset={**make_summary().dataset, "root": "/my data"})
+    assert check_gate(s, None, mine).hints[0].endswith(
+        "--model ir-fp32 --weights toy --input-size 640 --data-root '/my data' --index 0 --pipeline "
+        "'/cards/my ssh.yaml'")
+
+
+def _with_int8(int8_map=70.5, matched=380, **parity_override):
+    reported = {o: OutputParity(**{"max_abs": 0.2 + i / 10, "min_passing_atol": 0.2 + i / 10, "atol": None,
+                                   "cosine": 0.97 - i / 100, "min_cosine": None, "passed": True,
+                                   **parity_override.get(o, {})})
+                for i, o in enumerate(card_outputs())}
+    base = make_summary()
+    return make_summary(map={**base.map, "ir-int8": int8_map}, precisions={**base.precisions, "ir-int8": "INT8"},
+                        parity={**base.parity, "ir-int8": reported},
+                        box_match={**base.box_match, "ir-int8": _det(400, matched)})
+
+
+def card_outputs():
+    from gate.records import OUTPUTS
+
+    return OUTPUTS
+
+
+def test_int8_is_gated_on_map_drop_and_box_match_rate_and_its_differences_are_only_reported(card):
+    r = check_gate(_with_int8(), None, card)
+    assert r, r.lines()
+    assert _line(r, "ir_vs_mxnet_drop[ir-int8]") == (
+        "PASS | ir_vs_mxnet_drop[ir-int8] | mAP 70.500 vs mxnet 71.234: drop 0.734 <= 1.000 allowed for INT8")
+    assert _line(r, "parity[ir-int8/*]") == (
+        "SKIP | parity[ir-int8/*] | max |diff| 7.000e-01, cosine >= 0.920000 over 6 outputs: reported, not gated "
+        "(INT8 is gated on mAP drop and box match rate)")
+    assert not [c for c in r.checks if c.name.startswith("parity[ir-int8/rpn")]  # no per-output tolerance verdicts
+    bad = check_gate(_with_int8(int8_map=70.0, matched=100), None, card)
+    assert [c.name for c in bad.failed] == ["ir_vs_mxnet_drop[ir-int8]", "box_match_rate[ir-int8]"]
+    assert "drop 1.234 points exceeds the 1.000 allowed for INT8 by 0.234" in _line(bad, "ir_vs_mxnet_drop[ir-int8]")
+
+
+def test_int8_outputs_with_a_data_problem_still_fail(card):
+    problem = {"rpn_bbox_pred_stride8": {"passed": False, "reason": "non-finite values (NaN or inf) in an output"}}
+    r = check_gate(_with_int8(**problem), None, card)
+    assert [c.name for c in r.failed] == ["parity[ir-int8/*]"]
+    assert _line(r, "parity[ir-int8/*]") == ("FAIL | parity[ir-int8/*] | rpn_bbox_pred_stride8: non-finite values "
+                                             "(NaN or inf) in an output (INT8)")
+
+
+def test_a_baseline_int8_missing_from_a_run_without_quantization_is_skipped(card):
+    r = check_gate(make_summary(), Baseline.from_run(_with_int8()), card)
+    assert r, r.lines()
+    assert _line(r, "map_vs_baseline[ir-int8]") == (
+        "SKIP | map_vs_baseline[ir-int8] | in the baseline, not in this run (no INT8 IR: run without --no-quantize, "
+        "or 'ssh-toolkit quantize'); not compared")
+
+
+def test_a_run_summary_with_int8_round_trips_with_null_tolerances(tmp_path):
+    s = _with_int8()
+    s.save(tmp_path)
+    text = (tmp_path / "summary.json").read_text()
+    assert "Infinity" not in text and '"atol": null' in text
+    assert RunSummary.load(tmp_path).parity == s.parity  # (the tuple height_range comes back as a list)
