@@ -119,7 +119,9 @@ def load_shard(folder: Path) -> ShardRun:
 _SAME_SUMMARY = ("model", "card_sha256", "input_size", "protocol", "protocol_params", "weights", "checkpoint_kind",
                  "precisions", "versions", "runtime", "reference_map")
 _SAME_DATASET = ("root", "split")
-_SAME_META = ("models", "base_selection", "n_shards", "limit", "checkpoint", "irs")
+# (Not the IRs' conversion records: they name each machine's paths and durations; the models' cache keys hash
+# the IR files themselves.)
+_SAME_META = ("models", "base_selection", "n_shards", "limit", "checkpoint")
 
 
 def check_mergeable(runs: Sequence[ShardRun], card: ModelCard) -> None:
@@ -299,7 +301,7 @@ def merge_runs(card: ModelCard, run_dirs: Sequence[str | Path], out: str | Path,
         import pandas as pd
 
         tables["image_warnings"] = pd.DataFrame([{"image": k, "warning": v} for k, v in image_warnings.items()])
-    meta = {**{k: first.meta[k] for k in _SAME_META}, "shards": shards}
+    meta = {**{k: first.meta[k] for k in _SAME_META}, "irs": first.meta["irs"], "shards": shards}
     with atomic_dir(out, kind="run", checked=checked) as tmp:
         summary.save(tmp)
         write_report(tmp, tables, {"created": summary.created, "model": fs.model, "card": str(card.path),
