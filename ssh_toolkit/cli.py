@@ -17,6 +17,7 @@ import typer
 from . import interrupts
 from .card import EXEC_SUFFIXES, PRECISIONS, QUANTIZED
 from .errors import EXIT_CODES_HELP, EXIT_ENVIRONMENT, ToolkitError, UsageError
+from .executors import EXECUTOR_CHOICES
 from .run_record import REFERENCE_MODEL, ROUTES, default_run_dir, ir_model_name
 from .runners.openvino import EXEC_CHOICES
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace
@@ -82,6 +83,25 @@ LIMIT_HELP = "Use only the first N images."
 def _limit(default: str):
     """The one --limit of compare, evaluate and run: same type, minimum and help; only the default differs."""
     return typer.Option("--limit", min=1, metavar="N", show_default=default, help=LIMIT_HELP)
+ExecutorOpt = Annotated[Literal[EXECUTOR_CHOICES], typer.Option(
+    "--executor", help="Where inference runs: local (this process) or dask (a Dask cluster: the one at --scheduler, "
+                       "else a local cluster on 127.0.0.1 with one worker per core; needs "
+                       "pip install 'ssh-toolkit[dask]'). Results go into the same cache either way.")]
+SchedulerOpt = Annotated[Optional[str], typer.Option(
+    "--scheduler", metavar="ADDRESS", help="Dask scheduler address for --executor dask, e.g. "
+                                           "tcp://scheduler-host:8786.")]
+ShardOpt = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="K/N", help="Every N-th image starting at the K-th (0-based position p with p % N == K-1); "
+                                   "'ssh-toolkit merge' joins the run folders of shards 1/N..N/N.")]
+
+
+def _executor(kind: str, scheduler: Optional[str]):
+    """The executor of --executor/--scheduler (a context manager: a local Dask cluster is stopped after)."""
+    from .executors import open_executor
+
+    return open_executor(kind, scheduler)
+
+
 MoEnv = Annotated[Optional[Path], typer.Option(
     "--mo-env", help="An existing virtual environment with openvino-dev[mxnet]==2023.3.0 to run Model Optimizer "
                      "from (checked, never modified) [default: $SSH_TOOLKIT_MO_ENV, else the one the toolkit "
@@ -321,6 +341,9 @@ def compare(
     report_dir: Annotated[Optional[Path], typer.Option(
         "--report-dir", help="Where to write the tables [default: reports/runs/<time>-compare].")] = None,
     exec_precision: ExecPrecisions = None,
+    shard: ShardOpt = None,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -335,6 +358,7 @@ def compare(
     from .report.markdown import write_parity_report
 
     with errors_to_exit():
+        ex = _executor(executor, scheduler)  # a missing Dask is said before any work
         card = _card(pipeline)
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
@@ -342,12 +366,16 @@ def compare(
         if (images is None) == (data_root is None):
             raise UsageError("give exactly one of --images FOLDER or --data-root WIDER_ROOT")
         if images is not None:
-            paths = list_images(images, limit)
+            paths = list_images(images)
+            if shard is not None:
+                k, n = _shard(shard)
+                paths = paths[k - 1::n]
+            paths = paths[:limit] if limit else paths
         else:
             from .data.wider import open_wider
 
             ds = open_wider(data_root)
-            paths = [ds.image_path(item) for item in ds.select(limit=limit)]
+            paths = [ds.image_path(item) for item in ds.select(limit=limit, shard=_shard(shard))]
         irs, native = [], []
         for p in _precisions(card, precision):
             if not (ws.ir_dir(ck.kind, size, p) / "conversion.json").is_file():
@@ -365,8 +393,9 @@ def compare(
         irs += native
         out_dir = report_dir or default_run_dir("compare")
         checked = check_replaceable(out_dir, "compare")  # before the work, not after
-        run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels,
-                         exec_precisions=exec_precision or ("f32",))
+        with ex:
+            run = run_parity(card, ck, irs, paths, ws, swap_channels_check=swap_channels,
+                             exec_precisions=exec_precision or ("f32",), executor=ex)
         out = write_parity_report(out_dir, card, ck, run, checked=checked)
         for r in run.results:
             for d in r.diffs:
@@ -430,7 +459,7 @@ def evaluate(
         "--model", case_sensitive=False, callback=_plain, metavar="|".join(MODEL_CHOICES),
         help="Model to evaluate, repeatable [default: all available].")] = None,
     limit: Annotated[Optional[int], _limit("all")] = None,
-    shard: Annotated[Optional[str], typer.Option(help="K/N: every N-th image starting at the K-th.")] = None,
+    shard: ShardOpt = None,
     subset: Annotated[Optional[list[str]], typer.Option(
         "--subset", metavar="ID|EVENT", help="Image identifier or event folder (e.g. 0--Parade); repeatable.")] = None,
     skip_missing: Annotated[bool, typer.Option(
@@ -449,6 +478,8 @@ def evaluate(
         "--strict-images", help="Refuse damaged images that still decode (a truncated JPEG) before inference, "
                                 "instead of naming them in the output and the report's image_warnings.")] = False,
     exec_precision: ExecPrecisions = None,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -465,6 +496,7 @@ def evaluate(
     with errors_to_exit():
         if dataset != "wider":
             raise UsageError(f"--dataset {dataset!r} is not supported; only 'wider'")
+        ex = _executor(executor, scheduler)  # a missing Dask is said before any work
         card = _card(pipeline)
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
@@ -475,10 +507,11 @@ def evaluate(
         irs = load_irs(card, ck, ws, size)
         if not model:
             _say_left_out(card, ck, irs, size)
-        ev = do_evaluate(card, ck, irs, root, ws, models=model, input_size=size,
-                         limit=limit, shard=_shard(shard), subset=subset, skip_missing=skip_missing,
-                         run_dir=report_dir, jobs=jobs, official_gt=official_gt, strict_images=strict_images,
-                         exec_precisions=exec_precision or ("f32", "default"))
+        with ex:
+            ev = do_evaluate(card, ck, irs, root, ws, models=model, input_size=size,
+                             limit=limit, shard=_shard(shard), subset=subset, skip_missing=skip_missing,
+                             run_dir=report_dir, jobs=jobs, official_gt=official_gt, strict_images=strict_images,
+                             exec_precisions=exec_precision or ("f32", "default"), executor=ex)
         _print_evaluation(ev)
         _raise_for_parity(ev)
 
@@ -609,6 +642,9 @@ def run(
     quantize: Annotated[bool, typer.Option(
         "--quantize/--no-quantize", help="Quantize the FP32 IR to INT8 (model ir-int8) with the card's quantize "
                                          "defaults, as 'ssh-toolkit quantize' does.")] = True,
+    shard: ShardOpt = None,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
     pipeline: Pipeline = _default_pipeline(),
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -618,11 +654,14 @@ def run(
     from .pipeline import run_pipeline
 
     with errors_to_exit():
+        ex = _executor(executor, scheduler)  # a missing Dask is said before any work
         card = _card(pipeline)
-        result = run_pipeline(card, _workspace(workspace), weights=weights, data_root=data_root,
-                              input_size=input_size, limit=limit, baseline=baseline, run_dir=report_dir,
-                              exec_precisions=exec_precision or ("f32", "default"),
-                              say=lambda m: typer.echo(m, err=True), mo_env=mo_env, quantize=quantize)
+        with ex:
+            result = run_pipeline(card, _workspace(workspace), weights=weights, data_root=data_root,
+                                  input_size=input_size, limit=limit, baseline=baseline, run_dir=report_dir,
+                                  exec_precisions=exec_precision or ("f32", "default"),
+                                  say=lambda m: typer.echo(m, err=True), mo_env=mo_env, quantize=quantize,
+                                  shard=_shard(shard), executor=ex)
         _print_evaluation(result.evaluation)
         typer.echo(f"HTML report: {result.html.resolve()}")
         if result.gate is None:
@@ -643,6 +682,39 @@ def _missing_baseline_hint(baseline: Path, run_dir: Path, package_dir: Path = Pa
     mine = (Path("baselines") / baseline.name).resolve()
     return (f"gate: no baseline at {baseline}; record one with 'ssh-toolkit gate {run_dir} --baseline {mine} "
             f"--update-baseline', then pass it with 'ssh-toolkit run --baseline {mine}'")
+
+
+@app.command()
+def merge(
+    # Described in the docstring: Typer would list it as "RUN_DIR <list[Path]>".
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", hidden=True)],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="The merged run folder.")],
+    pipeline: Pipeline = _default_pipeline(),
+) -> None:
+    """Merge the run folders of shards into one run whose mAP, parity, box match rate, tables and report equal
+    those of a single run over the union of their images, exactly (each run folder keeps its per-image
+    detections and parity sums in detections.npz).
+
+    RUN_DIR...: run folders of disjoint --shard K/N evaluations (or earlier merges) of the same models, card,
+    dataset and input size. Runs that share images or differ in models, card, dataset, selection, input size,
+    runtime or versions are refused (exit 2, naming what differs). Exit 1 when an IR's parity verdict fails, as
+    for evaluate.
+    """
+    from .merge import merge_runs
+
+    with errors_to_exit():
+        ev = merge_runs(_card(pipeline), run_dirs, out)
+        s = ev.summary
+        typer.echo(s.note)
+        typer.echo(f"merged {len(run_dirs)} runs: {s.n_images} images ({s.dataset['selection']})")
+        for name, value in s.map.items():
+            typer.echo(f"map[{name}] = {value:.4f} %")
+        for p in ev.parity:
+            verdict = "PASS" if p else "FAIL " + "; ".join(f"{d.name}: {d.reason}" for d in p.diffs if not d.passed)
+            typer.echo(f"parity[{p.test}]: {verdict}; box match rate {s.box_match[p.test].box_match_rate:.4f}")
+        typer.echo(f"summary: {(ev.run_dir / 'summary.json').resolve()}")
+        typer.echo(f"report: {(ev.run_dir / 'report.md').resolve()}")
+        _raise_for_parity(ev)
 
 
 @app.command()

@@ -11,6 +11,7 @@ import numpy as np
 from .card import ModelCard
 from .convert import ConvertedModel
 from .errors import InputDataError
+from .executors import Executor
 from .inference import model_set, run_models, scan_images
 from .metric.parity import ParityAccumulator, ParityResult
 from .model.preprocess import resize, to_tensor
@@ -67,7 +68,7 @@ class ParityRun:
 
 def run_parity(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedModel], images: Sequence[Path],
                workspace: Workspace, *, swap_channels_check: bool = False, progress: bool = True,
-               exec_precisions: Sequence[str] = ("f32",)) -> ParityRun:
+               exec_precisions: Sequence[str] = ("f32",), executor: Executor | None = None) -> ParityRun:
     """Run MXNet (reference) and every IR on ``images``; accumulate per-output differences per IR.
 
     Inference goes through the same cached phase as ``evaluate`` (``inference.run_models``), so outputs
@@ -85,7 +86,7 @@ def run_parity(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedM
     size = sizes.pop()
     models = model_set(card, checkpoint, irs, size, exec_precisions=exec_precisions)
     image_set = scan_images(images, progress=progress)
-    caches, inferred = run_models(card, models, image_set, workspace, size, progress=progress)
+    caches, inferred = run_models(card, models, image_set, workspace, size, progress=progress, executor=executor)
     ref, tests = models[0], models[1:]
     results = []
     for m in tests:

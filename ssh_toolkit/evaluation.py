@@ -26,8 +26,10 @@ from .card import QUANTIZED, ModelCard
 from .convert import ConvertedModel
 from .data.wider import WiderDataset, open_wider
 from .errors import InputDataError
+from .executors import Executor
 from .fileio import FolderCheck, atomic_dir, check_replaceable
 from .inference import ModelUnderTest, model_set, run_models, scan_images
+from .merge import shard_positions, write_records
 from .metric.average_precision import EvalResult, MapAccumulator
 from .metric.box_match import BoxMatchAccumulator
 from .metric.parity import ParityAccumulator, ParityResult
@@ -63,7 +65,8 @@ def score_model(card: ModelCard, model: ModelUnderTest, ds: WiderDataset, keys: 
 
 def parity_of(card: ModelCard, ref: ModelScore, test: ModelScore, keys: Sequence[str], ref_cache: RawCache,
               test_cache: RawCache) -> tuple[ParityResult, BoxMatchAccumulator, ParityAccumulator]:
-    num = ParityAccumulator(card, test.model.precision, ref.model.name, test.model.name)
+    # Recorded per image, so that shard runs can be merged exactly (merge.py).
+    num = ParityAccumulator(card, test.model.precision, ref.model.name, test.model.name, record=True)
     det = BoxMatchAccumulator(card.box_match.min_score, card.box_match.iou)
     for k, rd, td in zip(keys, ref.detections, test.detections):
         num.update(ref_cache.get(k, ref.model.name)[0], test_cache.get(k, test.model.name)[0])
@@ -115,7 +118,8 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
              limit: int | None = None, shard: tuple[int, int] | None = None, subset: Sequence[str] | None = None,
              skip_missing: bool = False, run_dir: str | Path | None = None, progress: bool = True,
              jobs: int = 0, official_gt: str | Path | None = None, strict_images: bool = False,
-             exec_precisions: Sequence[str] = ("f32", "default"), checked: FolderCheck | None = None) -> Evaluation:
+             exec_precisions: Sequence[str] = ("f32", "default"), checked: FolderCheck | None = None,
+             executor: Executor | None = None) -> Evaluation:
     """Evaluate MXNet and the IRs on a WIDER-layout dataset; write the run folder; return the records.
 
     An image that decodes but is damaged (a truncated JPEG) is named in ``Evaluation.image_warnings`` and the
@@ -124,6 +128,8 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     ``exec_precisions`` (``f32``, ``bf16``, ``default``): how each IR is executed. ``f32`` pins f32 (numeric parity:
     ``ir-fp32``); ``default`` adds the runtime's own choice on this CPU when it differs (``ir-fp32@bf16``), which is
     what a deployment runs.
+
+    ``executor``: where inference runs (``executors.open_executor``; default: here).
 
     ``checked``: what the caller's :func:`~ssh_toolkit.fileio.check_replaceable` found at ``run_dir`` before its
     own work (``run``: before conversion); the run folder is not written if it changed since.
@@ -136,7 +142,9 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     if checked is None:
         checked = check_replaceable(run_dir, "run")  # before hours of inference, not after
     ds = open_wider(data_root)
+    base_selection = ds.select(subset=subset).selection if subset is not None else ds.selection
     ds = ds.select(limit=limit, shard=shard, subset=subset)
+    position_of = dict(zip(ds.identifiers, shard_positions(len(ds.images), shard)))  # before --shard (merge.py)
     present, missing = ds.check_images(skip_missing=skip_missing)
     if missing:
         if not present:
@@ -158,12 +166,12 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     for i, w in images.warnings.items():
         (tqdm.write if progress else print)(f"warning: {images.paths[i]}: {w}")
     keys = images.keys
-    caches, inferred = run_models(card, selected, images, workspace, size, progress=progress)
+    caches, inferred = run_models(card, selected, images, workspace, size, progress=progress, executor=executor)
 
     scores = [score_model(card, m, ds, keys, caches[m.name], size) for m in selected]
     by_name = {s.model.name: s for s in scores}
     parity: list[ParityResult] = []
-    box_match, hist_frames = {}, []
+    box_match, hist_frames, parity_accs = {}, [], {}
     if REFERENCE_MODEL in by_name:
         ref = by_name[REFERENCE_MODEL]
         for s in scores:
@@ -172,6 +180,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
                 parity.append(num)
                 box_match[s.model.name] = det.compute()
                 hist_frames.append(_hist_frame(s.model.name, acc))
+                parity_accs[s.model.name] = acc
 
     official = {}
     if official_truth is not None:
@@ -211,6 +220,15 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
                                    "checkpoint": checkpoint.to_json(),
                                    "irs": [ir.to_json() for ir in irs if ir.model_name in by_name]},
                      evaluation_markdown(summary, tables))
+        k, n = shard or (1, 1)
+        write_records(tmp, meta={"models": {m.name: m.key for m in selected}, "base_selection": base_selection,
+                                 "shards": [k], "n_shards": n, "limit": limit, "checkpoint": checkpoint.to_json(),
+                                 "irs": [ir.to_json() for ir in irs if ir.model_name in by_name]},
+                      ids=ds.identifiers, positions=[position_of[i] for i in ds.identifiers], image_keys=keys,
+                      gt=[im.boxes for im in ds.images], skipped=[(im.identifier, position_of[im.identifier])
+                                                                  for im in missing],
+                      detections={s.model.name: s.detections for s in scores},
+                      seconds={s.model.name: s.seconds for s in scores}, parity=parity_accs)
     return Evaluation(run_dir, summary, scores, parity, inferred, image_warnings)
 
 
@@ -243,11 +261,16 @@ def runtime_info(device: str = "CPU") -> dict:
 
 def dataset_identity(ds: WiderDataset) -> dict[str, str]:
     """What identifies the evaluated selection for the gate: its image identifiers and its ground truth."""
+    return identity_of(ds.identifiers, [im.boxes for im in ds.images])
+
+
+def identity_of(identifiers: Sequence[str], boxes: Sequence[np.ndarray]) -> dict[str, str]:
+    """:func:`dataset_identity` of images given by identifier and ground-truth boxes, in order."""
     h = hashlib.sha256()
-    for im in ds.images:
-        h.update(im.identifier.encode())
-        h.update(np.ascontiguousarray(im.boxes, np.float64).tobytes())
-    return {"identifiers_sha256": hashlib.sha256("\n".join(ds.identifiers).encode()).hexdigest(),
+    for identifier, b in zip(identifiers, boxes):
+        h.update(identifier.encode())
+        h.update(np.ascontiguousarray(b, np.float64).tobytes())
+    return {"identifiers_sha256": hashlib.sha256("\n".join(identifiers).encode()).hexdigest(),
             "annotations_sha256": h.hexdigest()}
 
 

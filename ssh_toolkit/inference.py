@@ -23,14 +23,13 @@ from .cache import CACHE_VERSION, RawCache
 from .card import EXEC_SUFFIXES, ModelCard
 from .convert import ConvertedModel
 from .data.images import scan_file
-from .data.wider import read_image
 from .errors import UsageError
+from .executors import Executor, LocalExecutor
 from .fileio import sha256_file
-from .model.preprocess import resize, to_tensor
 from .run_record import REFERENCE_MODEL, ROUTES, ir_model_name
 from .runners.base import Runner
-from .runners.mxnet import MXNetRunner
-from .runners.openvino import EXEC_CHOICES, PARITY_CONFIG, OpenVINORunner
+from .runners.openvino import EXEC_CHOICES, PARITY_CONFIG
+from .runners.spec import RunnerSpec
 from .workspace import Checkpoint, Workspace
 
 # Over a dataset, run several infer requests in parallel streams (benchmark_app's default); f32 stays pinned.
@@ -87,6 +86,8 @@ class ModelUnderTest:
     side: str  # which preprocessing of the card: "mxnet" or "ir"
     make_runner: Callable[[], Runner] = field(repr=False, compare=False)
     exec_precision: str = PINNED  # what the model runs in
+    # The runner's files and arguments, for an executor that runs it elsewhere (None: only make_runner).
+    spec: RunnerSpec | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_reference(self) -> bool:
@@ -115,8 +116,10 @@ def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
 
     mx_key = cache_key("mxnet", version("mxnet"), sha256_file(checkpoint.params_path),
                        sha256_file(checkpoint.symbol_path), card.preprocess["mxnet"])
-    models = [ModelUnderTest(REFERENCE_MODEL, "FP32", f"mxnet-{mx_key}", "mxnet",
-                             lambda: MXNetRunner(checkpoint, card.input.name, input_size, outs))]
+    mx_spec = RunnerSpec("mxnet", (checkpoint.symbol_path, checkpoint.params_path),
+                         {"checkpoint": checkpoint, "input_name": card.input.name, "input_size": input_size,
+                          "expected_outputs": outs})
+    models = [ModelUnderTest(REFERENCE_MODEL, "FP32", f"mxnet-{mx_key}", "mxnet", mx_spec.build, spec=mx_spec)]
     for ir in irs:
         if ir.input_size != input_size:
             raise UsageError(f"{ir.xml}: converted at input size {ir.input_size}, evaluating at {input_size}")
@@ -126,11 +129,11 @@ def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
             # The runtime's version is part of the key: another OpenVINO may compile other kernels.
             key = cache_key("ir", version("openvino"), *files, card.preprocess["ir"], v.precision,
                             sorted(v.config.items()))
-            models.append(ModelUnderTest(
-                name, v.card_precision(ir.precision), f"{name}-{key}", "ir",
-                lambda ir=ir, v=v, name=name: OpenVINORunner(ir.xml, outs, name=name, config=v.config, jobs=jobs,
-                                                             expect_exec_precision=v.precision),
-                exec_precision=v.precision))
+            spec = RunnerSpec("openvino", (ir.xml, ir.xml.with_suffix(".bin")),
+                              {"xml_name": ir.xml.name, "expected_outputs": outs, "name": name, "config": v.config,
+                               "jobs": jobs, "expect_exec_precision": v.precision})
+            models.append(ModelUnderTest(name, v.card_precision(ir.precision), f"{name}-{key}", "ir", spec.build,
+                                         exec_precision=v.precision, spec=spec))
     if names:
         available = {m.name: m for m in models}
         unknown = [n for n in names if n not in available]
@@ -182,18 +185,11 @@ def scan_images(paths: Sequence[Path], *, progress: bool = True) -> ImageSet:
     return ImageSet(tuple(Path(p) for p in paths), tuple(keys), warnings)
 
 
-def _feed(card: ModelCard, model: ModelUnderTest, images: ImageSet, todo: Sequence[int], size: int,
-          hw_of: dict[int, tuple[int, int]]):
-    side = card.preprocess[model.side]
-    for i in todo:
-        image = read_image(images.paths[i])
-        hw_of[i] = image.shape[:2]
-        yield i, to_tensor(resize(image, size).image, side)
-
-
 def infer_missing(card: ModelCard, model: ModelUnderTest, images: ImageSet, cache: RawCache, size: int, *,
-                  progress: bool = True, on_stored: Callable[[int], None] | None = None) -> int:
-    """Infer every image without a cache entry, through the runner's ``infer_many``; returns how many.
+                  progress: bool = True, on_stored: Callable[[int], None] | None = None,
+                  executor: Executor | None = None) -> int:
+    """Infer every image without a cache entry, through ``executor`` (default: here, through the runner's
+    ``infer_many``); returns how many.
 
     ``on_stored(i)`` is called once image ``i``'s outputs are in the cache (a hook for progress or timing).
     """
@@ -206,17 +202,15 @@ def infer_missing(card: ModelCard, model: ModelUnderTest, images: ImageSet, cach
             todo.append(i)
     if not todo:
         return 0
-    hw_of: dict[int, tuple[int, int]] = {}
     with tqdm(total=len(todo), desc=f"infer {model.name}", unit="img", disable=not progress) as bar:
 
-        def done(i: int, raw) -> None:
-            cache.put(images.keys[i], raw, hw_of.pop(i))
+        def done(i: int, raw, hw: tuple[int, int]) -> None:
+            cache.put(images.keys[i], raw, hw)
             bar.update(1)
             if on_stored is not None:
                 on_stored(i)
 
-        with model.make_runner() as runner:
-            runner.infer_many(_feed(card, model, images, todo, size, hw_of), done)
+        (executor or LocalExecutor()).infer(card, model, images.paths, todo, size, done)
     return len(todo)
 
 
@@ -227,8 +221,9 @@ def entry_spec(card: ModelCard, size: int) -> dict[str, tuple[int | None, ...]]:
 
 
 def run_models(card: ModelCard, models: Sequence[ModelUnderTest], images: ImageSet, workspace: Workspace,
-               size: int, *, progress: bool = True) -> tuple[dict[str, RawCache], dict[str, int]]:
-    """Every model over every image, inferring only what the cache lacks.
+               size: int, *, progress: bool = True, executor: Executor | None = None
+               ) -> tuple[dict[str, RawCache], dict[str, int]]:
+    """Every model over every image, inferring only what the cache lacks, through ``executor`` (default: here).
 
     Returns each model's cache and how many images it inferred in this call (0: all from the cache).
     """
@@ -237,7 +232,8 @@ def run_models(card: ModelCard, models: Sequence[ModelUnderTest], images: ImageS
     inferred = {}
     for m in models:
         start = time.perf_counter()
-        inferred[m.name] = infer_missing(card, m, images, caches[m.name], size, progress=progress)
+        inferred[m.name] = infer_missing(card, m, images, caches[m.name], size, progress=progress,
+                                         executor=executor)
         if progress and inferred[m.name]:
             took = time.perf_counter() - start
             tqdm.write(f"{m.name}: {inferred[m.name]} images in {took:.1f} s ({inferred[m.name] / took:.2f} img/s)")

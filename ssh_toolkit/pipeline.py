@@ -14,6 +14,7 @@ from .card import ModelCard
 from .convert import ConvertedModel, convert_all
 from .errors import UsageError
 from .evaluation import Evaluation, evaluate
+from .executors import Executor
 from .fileio import check_replaceable
 from .workspace import CHECKPOINT_KINDS, Checkpoint, Workspace, weights_of
 
@@ -61,7 +62,7 @@ def synthesize_checkpoint(card: ModelCard, ws: Workspace, kind: str, seed: int =
 
 
 def check_plan_comparable(card: ModelCard, baseline: Baseline, baseline_path: Path, weights: str, size: int,
-                          data_root: Path, limit: int | None) -> None:
+                          data_root: Path, limit: int | None, shard: tuple[int, int] | None = None) -> None:
     """UsageError, before any work, when the run that ``run`` is about to make cannot be gated against ``baseline``.
 
     Compares everything the gate's comparability rule compares that is known before inference: weights, input
@@ -73,7 +74,7 @@ def check_plan_comparable(card: ModelCard, baseline: Baseline, baseline_path: Pa
     from .evaluation import dataset_identity
     from .gate.baseline import comparability_differences
 
-    ds = open_wider(data_root).select(limit=limit)
+    ds = open_wider(data_root).select(limit=limit, shard=shard)
     planned = SimpleNamespace(
         model=card.name, weights=weights_of(weights), checkpoint_kind=weights,
         input_size=size, n_images=len(ds.images), protocol=card.protocol.name,
@@ -103,7 +104,8 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
                  run_dir: Path | None = None, progress: bool = True,
                  exec_precisions: Sequence[str] = ("f32", "default"),
                  say: Callable[[str], None] = print, mo_env: Path | None = None,
-                 quantize: bool = True) -> PipelineRun:
+                 quantize: bool = True, shard: tuple[int, int] | None = None,
+                 executor: Executor | None = None) -> PipelineRun:
     from .data.sample import make_sample
     from .gate import Baseline, check_gate
     from .report.html import write_html_report
@@ -121,7 +123,7 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
             make_sample(data_root)
     baseline = baseline or default_baseline(card, weights, size)
     if baseline.is_file():  # before any conversion or inference: minutes of work must not end in "not comparable"
-        check_plan_comparable(card, Baseline.load(baseline), baseline, weights, size, data_root, limit)
+        check_plan_comparable(card, Baseline.load(baseline), baseline, weights, size, data_root, limit, shard)
     ck = ensure_checkpoint(card, ws, weights, say=say)
     irs = convert_all(card, ck, ws, input_size=size, mo_env=mo_env)
     for ir in irs:
@@ -134,7 +136,7 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
             f" (drop {q.achieved_drop:.3f} mAP points vs FP32 on {q.validation['n_images']} validation images)")
         irs.append(q)
     ev = evaluate(card, ck, irs, data_root, ws, input_size=size, limit=limit, run_dir=run_dir, progress=progress,
-                  exec_precisions=exec_precisions, checked=checked)
+                  exec_precisions=exec_precisions, checked=checked, shard=shard, executor=executor)
     html = write_html_report(ev.run_dir)
     result = check_gate(ev.summary, Baseline.load(baseline), card, str(baseline)) if baseline.is_file() else None
     return PipelineRun(ck, irs, ev, html, result, baseline)

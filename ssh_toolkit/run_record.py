@@ -14,6 +14,8 @@ A run folder holds:
     parity_histograms.csv   model, output, upper_edge, count: |diff| histogram per output (log-spaced bins)
     official.csv            model, setting, ap: official WIDER Easy/Medium/Hard AP (only with --official-gt)
     box_match.csv/.json     model, n_ref, n_test, matched, box_match_rate, only_ref, only_test, mean/max |score diff|
+    detections.npz          per image: detections of every model, ground truth, position before --shard, and
+                            the numeric-parity sums in joinable form (merge.py: exact merging of shard runs)
     report.md               what a person reads first
     report.html             the same with plots (ssh-toolkit report)
 

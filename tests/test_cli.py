@@ -263,11 +263,11 @@ def test_readme_says_which_commands_take_pipeline_and_workspace():
 
     commands = typer.main.get_command(app).commands
     without = {opt: sorted(c for c in commands if opt not in _options(c)) for opt in ("--pipeline", "--workspace")}
-    assert without == {"--pipeline": ["doctor", "make-sample", "report"], "--workspace": ["gate", "report"]}
+    assert without == {"--pipeline": ["doctor", "make-sample", "report"], "--workspace": ["gate", "merge", "report"]}
     text = " ".join(README.read_text().split())
     assert ("`--pipeline/-p FILE` (every command but `doctor`, `make-sample` and `report`; default: the embedded "
             "`ssh_toolkit/pipelines/ssh-mxnet.yaml`)") in text
-    assert ("`--workspace/-w DIR` (every command but `gate` and `report`; default: `$SSH_TOOLKIT_WORKSPACE` "
+    assert ("`--workspace/-w DIR` (every command but `gate`, `merge` and `report`; default: `$SSH_TOOLKIT_WORKSPACE` "
             "or `./workspace`") in text
 
 

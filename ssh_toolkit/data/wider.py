@@ -397,3 +397,11 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise InputDataError(f"{path}: cannot decode image (corrupt or not an image)")
     return image
+
+
+def decode_image(data: bytes, name: str | Path) -> np.ndarray:
+    """:func:`read_image` for a file's bytes (shipped to a Dask worker); ``name`` names it in the error."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None:
+        raise InputDataError(f"{name}: cannot decode image (corrupt or not an image)")
+    return image

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -72,8 +73,14 @@ class DiffAccumulator:
     ref_max: float = -math.inf
     problem: str = ""
     hist: np.ndarray = field(default_factory=lambda: np.zeros(len(_EDGES), np.int64))
+    # When a list: one row per image that added values, (image, n, sum_abs, sum_sq, dot, ref_sq, test_sq), so
+    # that runs over disjoint images can be joined exactly (:meth:`join`); the float sums depend on their order.
+    rows: list | None = None
 
-    def update(self, ref: np.ndarray, test: np.ndarray) -> "DiffAccumulator":
+    SUMS = ("sum_abs", "sum_sq", "dot", "ref_sq", "test_sq")
+    EXTREMES = ("max_abs", "min_atol", "max_rel", "ref_min", "ref_max")
+
+    def update(self, ref: np.ndarray, test: np.ndarray, image: int = 0) -> "DiffAccumulator":
         if ref.shape != test.shape:
             self.problem = self.problem or f"shape mismatch: reference {ref.shape} vs test {test.shape}"
             return self
@@ -84,12 +91,8 @@ class DiffAccumulator:
             self.problem = self.problem or "non-finite values (NaN or inf) in an output"
             return self
         d = np.abs(t - r)
-        self.n += d.size
-        self.sum_abs += float(d.sum())
-        self.sum_sq += float(np.dot(d, d))
-        self.dot += float(np.dot(r, t))
-        self.ref_sq += float(np.dot(r, r))
-        self.test_sq += float(np.dot(t, t))
+        self.add_sums(image, d.size, (float(d.sum()), float(np.dot(d, d)), float(np.dot(r, t)),
+                                      float(np.dot(r, r)), float(np.dot(t, t))))
         if d.size:
             self.max_abs = max(self.max_abs, float(d.max()))
             self.min_atol = max(self.min_atol, float((d - self.rtol * np.abs(r)).max()))
@@ -102,6 +105,34 @@ class DiffAccumulator:
             self.hist += np.bincount(np.searchsorted(_EDGES, d, side="left").clip(0, len(_EDGES) - 1),
                                      minlength=len(_EDGES))
         return self
+
+    def add_sums(self, image: int, n: int, sums: tuple[float, ...]) -> None:
+        """Add one image's count and float sums (in :attr:`SUMS` order), in image order."""
+        self.n += n
+        for name, value in zip(self.SUMS, sums):
+            setattr(self, name, getattr(self, name) + value)
+        if self.rows is not None:
+            self.rows.append((image, n, *sums))
+
+    def extremes(self) -> np.ndarray:
+        return np.array([getattr(self, k) for k in self.EXTREMES], np.float64)
+
+    @classmethod
+    def join(cls, name: str, rtol: float, rows: np.ndarray, extremes: Sequence[np.ndarray],
+             hists: Sequence[np.ndarray], shape: tuple[int, ...] | None, problem: str = "") -> "DiffAccumulator":
+        """The accumulator of one pass over the union of disjoint image sets, exactly: ``rows`` (as recorded
+        in :attr:`rows`, ``image`` being the position in the union) are added in image order, so the float sums
+        are the same bits; maxima, minima and histogram counts do not depend on the order."""
+        acc = cls(name, rtol, shape=shape, problem=problem)
+        for row in rows[np.argsort(rows[:, 0], kind="stable")] if len(rows) else ():
+            acc.add_sums(int(row[0]), int(row[1]), tuple(float(v) for v in row[2:]))
+        for e in extremes:
+            acc.max_abs, acc.min_atol, acc.max_rel = (max(getattr(acc, k), float(v)) for k, v in
+                                                      zip(cls.EXTREMES[:3], e[:3]))
+            acc.ref_min, acc.ref_max = min(acc.ref_min, float(e[3])), max(acc.ref_max, float(e[4]))
+        for h in hists:
+            acc.hist += np.asarray(h, np.int64)
+        return acc
 
     def histogram(self) -> tuple[np.ndarray, np.ndarray]:
         """Non-empty bins of |diff|: (upper edge, count); an upper edge of 0 counts exact zeros."""
@@ -187,20 +218,22 @@ class ParityResult:
 class ParityAccumulator:
     """Compares ``test`` against ``ref`` output by output (matched by canonical name) over many images."""
 
-    def __init__(self, card: ModelCard, precision: str, reference: str = "mxnet", test: str = "") -> None:
+    def __init__(self, card: ModelCard, precision: str, reference: str = "mxnet", test: str = "",
+                 record: bool = False) -> None:
         self.card = card
         self.precision = precision
         self.reference = reference
         self.test = test or f"ir-{precision.lower()}"
         self.n_images = 0
-        self.acc = {name: DiffAccumulator(name, card.tolerance(precision, name).rtol) for name in card.output_names}
+        self.acc = {name: DiffAccumulator(name, card.tolerance(precision, name).rtol, rows=[] if record else None)
+                    for name in card.output_names}
 
     def update(self, ref: RawOutputs, test: RawOutputs) -> "ParityAccumulator":
         for name, acc in self.acc.items():
             for side in (ref, test):
                 if name not in side.arrays:
                     raise BackendError(f"{side.runner}: output {name!r} missing; it has {sorted(side.arrays)}")
-            acc.update(ref[name], test[name])
+            acc.update(ref[name], test[name], image=self.n_images)
         self.n_images += 1
         return self
 
