@@ -129,9 +129,9 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
     for ir in irs:
         say(f"convert {ir.precision}: " + ("up to date" if ir.reused else f"converted in {ir.seconds:.1f} s"))
     if quantize and card.quantize is not None and "FP32" in card.precisions:
-        from .quantize import quantize as quantize_ir
+        from .quantize import quantize_in_child  # evaluation follows in this process: keep NNCF out of it
 
-        q = quantize_ir(card, ck, ws, data_root, input_size=size, progress=progress, say=say)
+        q = quantize_in_child(card, ck, ws, data_root, input_size=size, progress=progress)
         say("quantize INT8: " + ("up to date" if q.reused else f"quantized in {q.seconds:.1f} s") +
             f" (drop {q.achieved_drop:.3f} mAP points vs FP32 on {q.validation['n_images']} validation images)")
         irs.append(q)

@@ -22,6 +22,7 @@ from ssh_toolkit.quantize import (
     calibration_images,
     map_with_per_image,
     quantize,
+    quantize_in_child,
 )
 from ssh_toolkit.workspace import Workspace
 
@@ -98,7 +99,8 @@ def int8_ws(tmp_path_factory, card):
     ck = synthesize_toy(card, ws.checkpoint_dir("toy"))
     make_sample(ws.sample_data, seed=0)
     convert(card, ck, ws, "FP32", SIZE)
-    q = quantize(card, ck, ws, ws.sample_data, input_size=SIZE, progress=False, say=lambda m: None)
+    # In a child process, as 'run' does: the tests below run inference in this one.
+    q = quantize_in_child(card, ck, ws, ws.sample_data, input_size=SIZE, progress=False)
     return ws, ck, q
 
 
@@ -292,3 +294,22 @@ def test_localize_compares_the_int8_ir_layer_by_layer_with_the_cards_int8_thresh
     assert compared and loc.first is None
     # Quantization noise is visible (unlike an f32 IR's ~1e-6) but far from the gross-error threshold.
     assert 1e-3 < max(d.scaled_max_abs for d in compared) < loc.threshold
+
+
+@pytest.mark.slow
+def test_quantize_in_a_child_process_returns_the_record_and_raises_the_same_errors(int8_ws, card, tmp_path):
+    ws, ck, q = int8_ws
+    again = quantize_in_child(card, ck, ws, ws.sample_data, input_size=SIZE, progress=False)
+    assert again.reused and replace_reused(again) == replace_reused(q)
+    copy = _copy(ws, tmp_path)
+    with pytest.raises(GateFailure, match=r"quantize: the INT8 IR's mAP drop against the FP32 IR is .* more than "
+                                          r"--max-drop -100; best drop achieved"):
+        quantize_in_child(card, ck, copy, copy.sample_data, input_size=SIZE, max_drop=-100, force=True,
+                          progress=False)
+    assert not copy.ir_dir("toy", SIZE, "INT8").exists()
+
+
+def replace_reused(q):
+    import dataclasses
+
+    return dataclasses.replace(q, reused=False)
