@@ -767,7 +767,7 @@ def localize(
             path = ds.image_path(ds.images[index])
         ck = _checkpoint(ws, weights)
         out_dir = report_dir or default_run_dir("localize")
-        checked = check_replaceable(out_dir, "run")
+        checked = check_replaceable(out_dir, "localize")  # never an evaluate run folder: that is the gate's record
         loc = do_localize(card, ck, ws, model, path, input_size=input_size, threshold=threshold)
         out = write_localize_report(out_dir, loc, checked=checked)
         typer.echo(loc.to_frame()[["depth", "node", "op", "shape", "max_abs", "max_rel", "cosine", "scaled_max_abs",

@@ -456,10 +456,15 @@ def localize_ir(card: ModelCard, checkpoint: Checkpoint, xml: str | Path, image:
             others += [p.output(0) for p in base.get_parameters()]
             constants = feeding_constants(base, port, others)
     return Localization(
-        model=model, precision=precision, xml=str(xml), image=str(Path(image).resolve()), input_size=size,
+        model=model, precision=precision, xml=_shown(Path(xml)), image=_shown(Path(image).resolve()), input_size=size,
         weights=checkpoint.weights, checkpoint_kind=checkpoint.kind, threshold=float(limit), layers=diffs,
         first=first, constants=constants, final_drift=drift, internals_check=agree, passes=len(groups),
         peak_rss_mb=_peak_rss_mb(), seconds=time.perf_counter() - start, warnings=warnings)
+
+
+def _shown(path: Path) -> str:
+    """``path`` as text every report can hold: bytes of a name that is not UTF-8 as ``\\xff`` escapes."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def write_localize_report(directory: str | Path, loc: Localization, checked=None) -> Path:
@@ -467,7 +472,7 @@ def write_localize_report(directory: str | Path, loc: Localization, checked=None
     from .fileio import atomic_dir, write_json, write_text
     from .report.localize import localize_html
 
-    with atomic_dir(directory, kind="run", checked=checked) as tmp:
+    with atomic_dir(directory, kind="localize", checked=checked) as tmp:
         loc.to_frame().to_csv(tmp / "localize.csv", index=False)
         write_json(tmp / "localize.json", loc.to_json())
         write_text(tmp / "localize.html", localize_html(loc))

@@ -291,3 +291,48 @@ def test_cli_usage_errors_are_one_line_exit_2(tmp_path, sample_root):
         assert r.exit_code == 2, r.output
         assert r.output.startswith(f"ssh-toolkit: error: {message}") and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------ toy, native route
+@pytest.fixture(scope="module")
+def toy_native(tmp_path_factory, card):
+    """A workspace with the toy checkpoint and its native FP32 IR at SMALL (no Model Optimizer: fast)."""
+    from ssh_toolkit.convert import convert
+    from ssh_toolkit.standins.toy import synthesize_toy
+    from ssh_toolkit.workspace import Workspace
+
+    ws = Workspace(tmp_path_factory.mktemp("loc-toy") / "ws")
+    ck = synthesize_toy(card, ws.checkpoint_dir("toy"))
+    convert(card, ck, ws, "FP32", SMALL, route="native")
+    return ws
+
+
+@pytest.mark.slow
+def test_cli_never_replaces_an_evaluate_run_folder_and_reads_an_image_whose_name_is_not_utf8(toy_native,
+                                                                                            sample_root, tmp_path):
+    """--report-dir naming a run folder of evaluate (the gate's record) is refused, exit 2, the run kept whole;
+    an image whose name is not UTF-8 is read (OpenCV's imread crashed on it) and named with an escape."""
+    import os
+
+    from ssh_toolkit.cli import app
+    from ssh_toolkit.fileio import atomic_dir
+
+    run = tmp_path / "run"
+    with atomic_dir(run, kind="run") as tmp:
+        (tmp / "summary.json").write_text("{}")
+    args = ["localize", "--model", "ir-native-fp32", "--weights", "toy", "--input-size", str(SMALL),
+            "-w", str(toy_native.root)]
+    r = CliRunner().invoke(app, [*args, "--image", str(_image(sample_root)), "--report-dir", str(run)])
+    assert r.exit_code == 2, r.output
+    assert f"{run}: is a run folder (evaluate) written by ssh-toolkit, not a localize report folder" in r.output
+    assert (run / "summary.json").read_text() == "{}"
+
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/face \xff.jpg")
+    shutil.copy(_image(sample_root), odd)
+    out = tmp_path / "loc"
+    r = CliRunner().invoke(app, [*args, "--image", odd, "--report-dir", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "no divergence" in r.output
+    assert json.loads((out / "localize.json").read_text())["image"] == f"{tmp_path}/face \\xff.jpg"
+    assert json.loads((out / ".ssh-toolkit.json").read_text())["kind"] == "localize"
+    assert "face \\xff.jpg" in (out / "localize.html").read_text()
