@@ -217,6 +217,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     with atomic_dir(run_dir, kind="run", checked=checked) as tmp:
         summary.save(tmp)
         write_report(tmp, tables, {**meta, "run_id": run_dir.name, "command": "evaluate",
+                                   "workspace": str(Path(workspace.root).absolute()),
                                    "checkpoint": checkpoint.to_json(),
                                    "irs": [ir.to_json() for ir in irs if ir.model_name in by_name]},
                      evaluation_markdown(summary, tables))

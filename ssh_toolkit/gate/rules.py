@@ -25,7 +25,9 @@ fails one of them (:func:`write_baseline`).
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -274,9 +276,10 @@ def _box_match(current: RunSummary, baseline: Baseline | None, card: ModelCard, 
 
 
 def check_gate(current: RunSummary, baseline: Baseline | None, card: ModelCard,
-               baseline_name: str = "") -> GateResult:
+               baseline_name: str = "", *, workspace: str | Path | None = None) -> GateResult:
     """Apply every rule; raises InputDataError when the run and baseline cannot be compared (or the card does
-    not fit the run). ``baseline_name`` (e.g. the file path) only labels the output."""
+    not fit the run). ``baseline_name`` (e.g. the file path) only labels the output; ``workspace`` (the run's)
+    goes into the localize hint of a failed parity rule."""
     if current.model != card.name:
         raise InputDataError(f"run {current.run_id} was made with the card {current.model!r}, the gate uses "
                              f"{card.name!r} ({card.path})")
@@ -292,8 +295,9 @@ def check_gate(current: RunSummary, baseline: Baseline | None, card: ModelCard,
         *_box_match(current, baseline, card, irs),
     ]
     label = baseline_name or (f"run {baseline.source_run}" if baseline is not None else "")
-    card_args = () if card.path == DEFAULT_CARD else ("--pipeline", str(card.path))
-    hints = localize_hints(checks, current.checkpoint_kind, current.input_size, current.dataset.get("root"), card_args)
+    card_args = () if card.path == DEFAULT_CARD else ("--pipeline", os.path.abspath(card.path))
+    hints = localize_hints(checks, current.checkpoint_kind, current.input_size, current.dataset.get("root"), card_args,
+                           os.path.abspath(workspace) if workspace else None)
     return GateResult(current.run_id, current.model, current.weights, current.note, label, tuple(checks),
                       notes=_platform_notes(current, baseline), hints=hints)
 
@@ -314,6 +318,15 @@ def _platform_notes(current: RunSummary, baseline: Baseline | None) -> tuple[str
 
 
 
+def _run_workspace(run_dir: str | Path) -> str | None:
+    """The workspace the run used, from its ``metadata.json`` (for the localize hint only: None when unknown)."""
+    try:
+        value = json.loads((Path(run_dir) / "metadata.json").read_text()).get("workspace")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
 def gate_run(run_dir: str | Path, baseline_path: str | Path, card: ModelCard, *,
              update_baseline: bool = False) -> GateResult:
     """What ``ssh-toolkit gate`` does, minus printing and exit codes (``result.raise_for_failure()``).
@@ -324,9 +337,10 @@ def gate_run(run_dir: str | Path, baseline_path: str | Path, card: ModelCard, *,
     the result is falsy). The result's ``notes`` say what the update changed and whether it was written.
     """
     summary = RunSummary.load(run_dir)
+    workspace = _run_workspace(run_dir)
     if not update_baseline:
-        return check_gate(summary, Baseline.load(baseline_path), card, str(baseline_path))
-    result = check_gate(summary, None, card)
+        return check_gate(summary, Baseline.load(baseline_path), card, str(baseline_path), workspace=workspace)
+    result = check_gate(summary, None, card, workspace=workspace)
     notes = update_notes(summary, baseline_path)
     bad = result.failed_in_run
     if bad:

@@ -296,6 +296,29 @@ def test_a_failing_parity_rule_names_the_localize_command_that_finds_the_layer(c
         "'/cards/my ssh.yaml'")
 
 
+def test_the_localize_hint_names_the_runs_workspace_and_the_card_absolutely(card, tmp_path, monkeypatch):
+    """The hint is a command to paste: it names the workspace the run used (from its metadata.json; without it,
+    localize looks in ./workspace and finds no checkpoint) and the user's card by its absolute path."""
+    import json
+
+    fp16 = _parity("FP16", rpn_bbox_pred_stride8={"passed": False, "reason": "needs atol 9e-02 > 5.0e-02"})
+    run = _run_dir(tmp_path, make_summary(parity={"ir-fp32": _parity("FP32"), "ir-fp16": fp16}))
+    (run / "metadata.json").write_text(json.dumps({"workspace": "/my ws/one"}))
+    base = tmp_path / "base.json"
+    gate_run(_run_dir(tmp_path, make_summary(run_id="ok")), base, card, update_baseline=True)
+    hint = "--model ir-fp16 --weights toy --input-size 640 --data-root /data/wider-sample --index 0"
+    assert gate_run(run, base, card).hints == (
+        f"hint: to find the first layer where ir-fp16 parts from mxnet, run: ssh-toolkit localize {hint} "
+        "--workspace '/my ws/one'",)
+    (run / "metadata.json").write_text("{not json")  # a damaged metadata.json only loses the workspace
+    assert gate_run(run, base, card).hints[0].endswith(f"{hint}")
+    monkeypatch.chdir(tmp_path)
+    mine = dataclasses.replace(card, path=Path("cards/my ssh.yaml"))
+    r = check_gate(make_summary(parity={"ir-fp32": _parity("FP32"), "ir-fp16": fp16}), None, mine,
+                   workspace=Path("ws"))
+    assert r.hints[0].endswith(f"{hint} --workspace {tmp_path / 'ws'} --pipeline '{tmp_path}/cards/my ssh.yaml'")
+
+
 def _with_int8(int8_map=70.5, matched=380, **parity_override):
     reported = {o: OutputParity(**{"max_abs": 0.2 + i / 10, "min_passing_atol": 0.2 + i / 10, "atol": None,
                                    "cosine": 0.97 - i / 100, "min_cosine": None, "passed": True,
