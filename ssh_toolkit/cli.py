@@ -378,11 +378,15 @@ def compare(
             paths = [ds.image_path(item) for item in ds.select(limit=limit, shard=_shard(shard))]
         irs, native = [], []
         for p in _precisions(card, precision):
-            if not (ws.ir_dir(ck.kind, size, p) / "conversion.json").is_file():
+            mo_done = (ws.ir_dir(ck.kind, size, p) / "conversion.json").is_file()
+            native_done = (ws.ir_dir(ck.kind, size, p, "native") / "conversion.json").is_file()
+            if not mo_done and not native_done:
                 raise UsageError(f"{ws.ir_dir(ck.kind, size, p)}: not converted; run 'ssh-toolkit convert --weights "
-                                 f"{ck.kind} --input-size {size} --precision {p}' first")
-            irs.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p)))
-            if (ws.ir_dir(ck.kind, size, p, "native") / "conversion.json").is_file():  # both routes side by side
+                                 f"{ck.kind} --input-size {size} --precision {p}' (or the same with --route native) "
+                                 f"first")
+            if mo_done:
+                irs.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p)))
+            if native_done:  # both routes side by side, or the native route's alone
                 native.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p, "native")))
         if not precision and card.quantize is not None and (ws.ir_dir(ck.kind, size, QUANTIZED) / "conversion.json"
                                                              ).is_file():
