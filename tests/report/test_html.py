@@ -307,6 +307,7 @@ def test_a_file_the_toolkit_did_not_write_is_never_overwritten(tmp_path):
     assert "generator" in (older / "report.html").read_text()
 
 
+@pytest.mark.slow  # renders a whole page (> 0.5 s)
 def test_both_routes_and_their_variants_fit_in_the_charts(tmp_path):
     """Nine models (MXNet, both routes' IRs, each also at bf16): the mAP bars' model names do not overlap, and
     the precision-recall legend naming all of them stays inside the figure (it ran off the right edge, and
