@@ -384,6 +384,7 @@ def test_evaluate_refuses_an_identifier_leaving_the_images_folder(tmp_path, samp
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # a subprocess (a crash must not take pytest down)
 def test_read_image_of_a_file_whose_name_is_not_utf8(tmp_path):
     """OpenCV's imread crashes the process (SIGSEGV) on a str path holding surrogate escapes (a name with bytes
     that are not UTF-8): such a file is read by its bytes instead, with the same pixels. Run in a subprocess, so a
