@@ -372,3 +372,27 @@ def test_a_run_summary_with_int8_round_trips_with_null_tolerances(tmp_path):
     text = (tmp_path / "summary.json").read_text()
     assert "Infinity" not in text and '"atol": null' in text
     assert RunSummary.load(tmp_path).parity == s.parity  # (the tuple height_range comes back as a list)
+
+
+def _with_native():
+    s = make_summary()
+    return dataclasses.replace(
+        s, map={**s.map, "ir-native-fp32": 71.231, "ir-native-fp16": 71.180},
+        precisions={**s.precisions, "ir-native-fp32": "FP32", "ir-native-fp16": "FP16"},
+        parity={**s.parity, "ir-native-fp32": _parity("FP32"), "ir-native-fp16": _parity("FP16")},
+        box_match={**s.box_match, "ir-native-fp32": _det(400, 400), "ir-native-fp16": _det(400, 392)})
+
+
+def test_a_baseline_with_native_irs_and_a_run_without_any_skips_them(card):
+    """'ssh-toolkit run' converts with Model Optimizer only: against a baseline recorded with both routes, the
+    native route's models are a SKIP (like INT8 without quantization), not 'missing from the run'. A run that
+    has native IRs but lost one still fails it."""
+    base = Baseline.from_run(_with_native())
+    r = check_gate(make_summary(), base, card)
+    assert r, r.lines()
+    assert _line(r, "map_vs_baseline[ir-native-fp16]") == (
+        "SKIP | map_vs_baseline[ir-native-fp16] | in the baseline, not in this run (no IR of the native route: "
+        "'ssh-toolkit convert --route native', then evaluate); not compared")
+    s = _with_native()
+    lost = dataclasses.replace(s, map={k: v for k, v in s.map.items() if k != "ir-native-fp16"})
+    assert "map_vs_baseline[ir-native-fp16]" in [c.name for c in check_gate(lost, base, card).failed]
