@@ -724,8 +724,9 @@ def merge(
 @app.command()
 def localize(
     model: Annotated[str, typer.Option(
-        "--model", metavar="IR_MODEL", help="The IR model to examine: ir-fp32, ir-fp16, ir-fp32@bf16, ir-fp16@bf16 "
-                                            "(the names evaluate uses).")],
+        "--model", metavar="IR_MODEL", help="The IR model to examine: ir-fp32, ir-fp16, ir-native-fp32, "
+                                            "ir-native-fp16, ir-int8, each also @bf16 (the names evaluate "
+                                            "uses).")],
     image: Annotated[Optional[Path], typer.Option("--image", help="The image to run.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(
         "--data-root", help="A WIDER-layout dataset; its image number --index is run.")] = None,

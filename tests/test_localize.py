@@ -336,3 +336,12 @@ def test_cli_never_replaces_an_evaluate_run_folder_and_reads_an_image_whose_name
     assert json.loads((out / "localize.json").read_text())["image"] == f"{tmp_path}/face \\xff.jpg"
     assert json.loads((out / ".ssh-toolkit.json").read_text())["kind"] == "localize"
     assert "face \\xff.jpg" in (out / "localize.html").read_text()
+
+
+def test_help_names_the_models_of_both_routes_and_int8():
+    from ssh_toolkit.cli import app
+
+    r = CliRunner().invoke(app, ["localize", "--help"], terminal_width=200)
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    assert "ir-fp32, ir-fp16, ir-native-fp32, ir-native-fp16, ir-int8, each also @bf16" in text
