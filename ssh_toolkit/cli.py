@@ -259,6 +259,9 @@ def convert(
     from .convert import convert as do_convert
 
     with errors_to_exit():
+        if route == "native" and mo_env is not None:
+            raise UsageError("--mo-env names Model Optimizer's environment; --route native converts without Model "
+                             "Optimizer")
         card = _card(pipeline)
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)

@@ -94,3 +94,17 @@ def test_a_record_that_disagrees_with_its_folder_is_refused(tmp_path, card):
     with pytest.raises(InputDataError, match="records the native route's FP32 IR, but this is the folder of the "
                                              "native route's FP16 IR"):
         load_irs(card, ck, ws, 128)
+
+
+def test_mo_env_with_the_native_route_is_a_usage_error(tmp_path):
+    """--mo-env names Model Optimizer's environment; the native route runs none, so the pair is refused (exit 2),
+    as --dynamic-shape without --route native is, instead of ignoring it."""
+    from typer.testing import CliRunner
+
+    from ssh_toolkit.cli import app
+
+    r = CliRunner().invoke(app, ["convert", "--route", "native", "--mo-env", str(tmp_path / "env"), "-w",
+                                 str(tmp_path / "ws")])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == ("ssh-toolkit: error: --mo-env names Model Optimizer's environment; --route native "
+                                "converts without Model Optimizer")
