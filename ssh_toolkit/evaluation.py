@@ -218,6 +218,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
         summary.save(tmp)
         write_report(tmp, tables, {**meta, "run_id": run_dir.name, "command": "evaluate",
                                    "workspace": str(Path(workspace.root).absolute()),
+                                   "data_root": str(Path(data_root).absolute()),
                                    "checkpoint": checkpoint.to_json(),
                                    "irs": [ir.to_json() for ir in irs if ir.model_name in by_name]},
                      evaluation_markdown(summary, tables))

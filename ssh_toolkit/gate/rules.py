@@ -285,10 +285,11 @@ def _box_match(current: RunSummary, baseline: Baseline | None, card: ModelCard, 
 
 
 def check_gate(current: RunSummary, baseline: Baseline | None, card: ModelCard,
-               baseline_name: str = "", *, workspace: str | Path | None = None) -> GateResult:
+               baseline_name: str = "", *, workspace: str | Path | None = None,
+               data_root: str | Path | None = None) -> GateResult:
     """Apply every rule; raises InputDataError when the run and baseline cannot be compared (or the card does
-    not fit the run). ``baseline_name`` (e.g. the file path) only labels the output; ``workspace`` (the run's)
-    goes into the localize hint of a failed parity rule."""
+    not fit the run). ``baseline_name`` (e.g. the file path) only labels the output; ``workspace`` and
+    ``data_root`` (the run's, absolute) go into the localize hint of a failed parity rule."""
     if current.model != card.name:
         raise InputDataError(f"run {current.run_id} was made with the card {current.model!r}, the gate uses "
                              f"{card.name!r} ({card.path})")
@@ -305,7 +306,8 @@ def check_gate(current: RunSummary, baseline: Baseline | None, card: ModelCard,
     ]
     label = baseline_name or (f"run {baseline.source_run}" if baseline is not None else "")
     card_args = () if card.path == DEFAULT_CARD else ("--pipeline", os.path.abspath(card.path))
-    hints = localize_hints(checks, current.checkpoint_kind, current.input_size, current.dataset.get("root"), card_args,
+    root = str(data_root) if data_root else current.dataset.get("root")
+    hints = localize_hints(checks, current.checkpoint_kind, current.input_size, root, card_args,
                            os.path.abspath(workspace) if workspace else None)
     return GateResult(current.run_id, current.model, current.weights, current.note, label, tuple(checks),
                       notes=_platform_notes(current, baseline), hints=hints)
@@ -327,13 +329,15 @@ def _platform_notes(current: RunSummary, baseline: Baseline | None) -> tuple[str
 
 
 
-def _run_workspace(run_dir: str | Path) -> str | None:
-    """The workspace the run used, from its ``metadata.json`` (for the localize hint only: None when unknown)."""
+def _run_places(run_dir: str | Path) -> dict[str, str]:
+    """The absolute workspace and data root the run used, from its ``metadata.json`` (for the localize hint only:
+    left out when unknown)."""
     try:
-        value = json.loads((Path(run_dir) / "metadata.json").read_text()).get("workspace")
+        meta = json.loads((Path(run_dir) / "metadata.json").read_text())
+        places = {k: meta.get(k) for k in ("workspace", "data_root")}
     except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) and value else None
+        return {}
+    return {k: v for k, v in places.items() if isinstance(v, str) and v}
 
 
 def gate_run(run_dir: str | Path, baseline_path: str | Path, card: ModelCard, *,
@@ -346,10 +350,10 @@ def gate_run(run_dir: str | Path, baseline_path: str | Path, card: ModelCard, *,
     the result is falsy). The result's ``notes`` say what the update changed and whether it was written.
     """
     summary = RunSummary.load(run_dir)
-    workspace = _run_workspace(run_dir)
+    where = _run_places(run_dir)
     if not update_baseline:
-        return check_gate(summary, Baseline.load(baseline_path), card, str(baseline_path), workspace=workspace)
-    result = check_gate(summary, None, card, workspace=workspace)
+        return check_gate(summary, Baseline.load(baseline_path), card, str(baseline_path), **where)
+    result = check_gate(summary, None, card, **where)
     notes = update_notes(summary, baseline_path)
     bad = result.failed_in_run
     if bad:

@@ -310,6 +310,10 @@ def test_the_localize_hint_names_the_runs_workspace_and_the_card_absolutely(card
     assert gate_run(run, base, card).hints == (
         f"hint: to find the first layer where ir-fp16 parts from mxnet, run: ssh-toolkit localize {hint} "
         "--workspace '/my ws/one'",)
+    # a run made with a relative --data-root: the absolute one recorded beside it is named
+    (run / "metadata.json").write_text(json.dumps({"workspace": "/ws", "data_root": "/home/me/data/wider"}))
+    assert gate_run(run, base, card).hints[0].endswith(
+        "--input-size 640 --data-root /home/me/data/wider --index 0 --workspace /ws")
     (run / "metadata.json").write_text("{not json")  # a damaged metadata.json only loses the workspace
     assert gate_run(run, base, card).hints[0].endswith(f"{hint}")
     monkeypatch.chdir(tmp_path)
