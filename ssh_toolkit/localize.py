@@ -176,6 +176,7 @@ class MXNetInternals:
     """The checkpoint with any subset of its internal outputs, bound without the MKLDNN subgraph backend."""
 
     def __init__(self, checkpoint: Checkpoint, input_name: str, input_size: int) -> None:
+        from .runners.mxnet import checkpoint_prefix
         from .runners.mxnet_import import import_mxnet
 
         self.mx = mx = import_mxnet()
@@ -183,8 +184,7 @@ class MXNetInternals:
         self.input_name = input_name
         self.shape = (1, 3, input_size, input_size)
         try:
-            sym, self.args, self.auxs = mx.model.load_checkpoint(str(checkpoint.directory / checkpoint.prefix),
-                                                                 checkpoint.epoch)
+            sym, self.args, self.auxs = mx.model.load_checkpoint(checkpoint_prefix(checkpoint), checkpoint.epoch)
             self.internals = sym.get_internals()
             _, out_shapes, _ = self.internals.infer_shape(**{input_name: self.shape})
         except mx.base.MXNetError as e:

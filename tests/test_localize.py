@@ -345,3 +345,23 @@ def test_help_names_the_models_of_both_routes_and_int8():
     assert r.exit_code == 0
     text = " ".join(r.output.split())
     assert "ir-fp32, ir-fp16, ir-native-fp32, ir-native-fp16, ir-int8, each also @bf16" in text
+
+
+@pytest.mark.slow
+def test_a_workspace_whose_path_is_not_utf8_is_one_line_exit_2(toy_native, sample_root, tmp_path):
+    """MXNet encodes the checkpoint path as UTF-8 and raised UnicodeEncodeError (a traceback) for a folder whose
+    name is not UTF-8: localize (and evaluate, through the same runner) say so in one line, exit 2."""
+    import os
+
+    from ssh_toolkit.cli import app
+
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/ws \xff")
+    shutil.copytree(toy_native.root, odd)
+    r = CliRunner().invoke(app, ["localize", "--model", "ir-native-fp32", "--weights", "toy", "--input-size",
+                                 str(SMALL), "-w", odd, "--image", str(_image(sample_root)), "--report-dir",
+                                 str(tmp_path / "loc")])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines()[-1] == (
+        f"ssh-toolkit: error: {tmp_path}/ws \\xff/checkpoints/toy/sshb-0000.params: MXNet cannot open a path that "
+        "is not UTF-8; move or rename the folder")
+    assert not (tmp_path / "loc").exists()
