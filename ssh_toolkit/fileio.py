@@ -533,7 +533,7 @@ def library_write_error(path: str | Path, nbytes: int, detail: str) -> OSError:
 
 def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")  # a non-UTF-8 path: escaped
     return Path(path)
 
 
