@@ -340,7 +340,10 @@ def localize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, mode
     if model == "mxnet":
         raise UsageError("--model mxnet: localize compares an IR model (e.g. ir-fp32) against MXNet")
     size = card.resolve_input_size(input_size)
-    exec_precision = model.split("@", 1)[1] if "@" in model else "f32"
+    base, at, suffix = model.partition("@")
+    exec_precision = suffix if at else "f32"
+    if exec_precision not in ("f32", "bf16") or suffix == "f32":  # (--exec-precision is evaluate's, not localize's)
+        raise UsageError(f"--model {model}: localize runs an IR pinned at f32 or bf16 ({base} or {base}@bf16)")
     irs = load_irs(card, checkpoint, workspace, size)
     mut = model_set(card, checkpoint, irs, size, names=[model], exec_precisions=(exec_precision,))[0]
     runner = mut.make_runner()

@@ -365,3 +365,14 @@ def test_a_workspace_whose_path_is_not_utf8_is_one_line_exit_2(toy_native, sampl
         f"ssh-toolkit: error: {tmp_path}/ws \\xff/checkpoints/toy/sshb-0000.params: MXNet cannot open a path that "
         "is not UTF-8; move or rename the folder")
     assert not (tmp_path / "loc").exists()
+
+
+@pytest.mark.parametrize("model", ["ir-fp32@f16", "ir-fp32@"])
+def test_a_model_suffix_localize_cannot_run_names_the_model_not_an_option_it_lacks(card, model):
+    from ssh_toolkit.errors import UsageError
+    from ssh_toolkit.localize import localize
+
+    with pytest.raises(UsageError) as e:
+        localize(card, None, None, model, "x.jpg")
+    assert str(e.value) == (f"--model {model}: localize runs an IR pinned at f32 or bf16 (ir-fp32 or "
+                            "ir-fp32@bf16)")
