@@ -259,6 +259,9 @@ def convert(
     from .convert import convert as do_convert
 
     with errors_to_exit():
+        if route == "native" and mo_env is not None:
+            raise UsageError("--mo-env names Model Optimizer's environment; --route native converts without Model "
+                             "Optimizer")
         card = _card(pipeline)
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
@@ -378,11 +381,15 @@ def compare(
             paths = [ds.image_path(item) for item in ds.select(limit=limit, shard=_shard(shard))]
         irs, native = [], []
         for p in _precisions(card, precision):
-            if not (ws.ir_dir(ck.kind, size, p) / "conversion.json").is_file():
+            mo_done = (ws.ir_dir(ck.kind, size, p) / "conversion.json").is_file()
+            native_done = (ws.ir_dir(ck.kind, size, p, "native") / "conversion.json").is_file()
+            if not mo_done and not native_done:
                 raise UsageError(f"{ws.ir_dir(ck.kind, size, p)}: not converted; run 'ssh-toolkit convert --weights "
-                                 f"{ck.kind} --input-size {size} --precision {p}' first")
-            irs.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p)))
-            if (ws.ir_dir(ck.kind, size, p, "native") / "conversion.json").is_file():  # both routes side by side
+                                 f"{ck.kind} --input-size {size} --precision {p}' (or the same with --route native) "
+                                 f"first")
+            if mo_done:
+                irs.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p)))
+            if native_done:  # both routes side by side, or the native route's alone
                 native.append(ConvertedModel.load(ws.ir_dir(ck.kind, size, p, "native")))
         if not precision and card.quantize is not None and (ws.ir_dir(ck.kind, size, QUANTIZED) / "conversion.json"
                                                              ).is_file():
@@ -720,8 +727,9 @@ def merge(
 @app.command()
 def localize(
     model: Annotated[str, typer.Option(
-        "--model", metavar="IR_MODEL", help="The IR model to examine: ir-fp32, ir-fp16, ir-fp32@bf16, ir-fp16@bf16 "
-                                            "(the names evaluate uses).")],
+        "--model", metavar="IR_MODEL", help="The IR model to examine: ir-fp32, ir-fp16, ir-native-fp32, "
+                                            "ir-native-fp16, ir-int8, each also @bf16 (the names evaluate "
+                                            "uses).")],
     image: Annotated[Optional[Path], typer.Option("--image", help="The image to run.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(
         "--data-root", help="A WIDER-layout dataset; its image number --index is run.")] = None,
@@ -767,7 +775,7 @@ def localize(
             path = ds.image_path(ds.images[index])
         ck = _checkpoint(ws, weights)
         out_dir = report_dir or default_run_dir("localize")
-        checked = check_replaceable(out_dir, "run")
+        checked = check_replaceable(out_dir, "localize")  # never an evaluate run folder: that is the gate's record
         loc = do_localize(card, ck, ws, model, path, input_size=input_size, threshold=threshold)
         out = write_localize_report(out_dir, loc, checked=checked)
         typer.echo(loc.to_frame()[["depth", "node", "op", "shape", "max_abs", "max_rel", "cosine", "scaled_max_abs",

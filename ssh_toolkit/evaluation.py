@@ -217,6 +217,8 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     with atomic_dir(run_dir, kind="run", checked=checked) as tmp:
         summary.save(tmp)
         write_report(tmp, tables, {**meta, "run_id": run_dir.name, "command": "evaluate",
+                                   "workspace": str(Path(workspace.root).absolute()),
+                                   "data_root": str(Path(data_root).absolute()),
                                    "checkpoint": checkpoint.to_json(),
                                    "irs": [ir.to_json() for ir in irs if ir.model_name in by_name]},
                      evaluation_markdown(summary, tables))
@@ -298,6 +300,19 @@ def _tables(scores: Sequence[ModelScore], parity: Sequence[ParityResult], box_ma
     return tables
 
 
+def _in_its_folder(ir: ConvertedModel, route: str, precision: str) -> ConvertedModel:
+    """``ir`` when its record says the route and precision of the folder it lies in (else two models of a run
+    would share one name): InputDataError naming the record otherwise."""
+    if (ir.route, ir.precision) != (route, precision):
+        def what(r: str, p: str) -> str:
+            return f"{'Model Optimizer' if r == 'mo' else f'the {r} route'}'s {p} IR"
+
+        again = replace(ir, route=route, precision=precision, dynamic=False).convert_command()
+        raise InputDataError(f"{ir.directory / 'conversion.json'}: records {what(ir.route, ir.precision)}, but this "
+                             f"is the folder of {what(route, precision)}; run '{again}'")
+    return ir
+
+
 def load_irs(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, size: int,
              precisions: Sequence[str] | None = None) -> list[ConvertedModel]:
     """The converted IRs available for this checkpoint and size (those not converted are left out): Model
@@ -307,7 +322,7 @@ def load_irs(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, size
         for p in precisions or card.precisions:
             directory = workspace.ir_dir(checkpoint.kind, size, p, route)
             if (directory / "conversion.json").is_file():
-                irs.append(ConvertedModel.load(directory))
+                irs.append(_in_its_folder(ConvertedModel.load(directory), route, p))
         if route == "mo" and card.quantize is not None and (precisions is None or QUANTIZED in precisions):
             from .quantize import QuantizedModel  # the INT8 IR of 'ssh-toolkit quantize', when there is one
 

@@ -20,7 +20,8 @@ MARKER = ".ssh-toolkit.json"  # written last into every folder made by atomic_di
 _MARKER_FORMAT = 2  # 2: records the folder's ``kind``; format 1 did not
 # What a folder the toolkit writes is for; a folder is only ever replaced by one of the same kind.
 FOLDER_KINDS = {"run": "run folder (evaluate)", "compare": "parity report folder (compare)", "ir": "IR folder",
-                "checkpoint": "checkpoint folder", "dataset": "dataset folder"}
+                "checkpoint": "checkpoint folder", "dataset": "dataset folder",
+                "localize": "localize report folder (localize)"}
 # Format-1 markers named no kind: the files they list say it (the first match wins); anything else is refused.
 _LEGACY_KIND_BY_FILE = (("checkpoint", "checkpoint.json"), ("ir", "conversion.json"), ("run", "summary.json"),
                         ("compare", "parity.csv"), ("dataset", "wider_face_split/"))
@@ -532,7 +533,7 @@ def library_write_error(path: str | Path, nbytes: int, detail: str) -> OSError:
 
 def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")  # a non-UTF-8 path: escaped
     return Path(path)
 
 

@@ -176,6 +176,7 @@ class MXNetInternals:
     """The checkpoint with any subset of its internal outputs, bound without the MKLDNN subgraph backend."""
 
     def __init__(self, checkpoint: Checkpoint, input_name: str, input_size: int) -> None:
+        from .runners.mxnet import checkpoint_prefix
         from .runners.mxnet_import import import_mxnet
 
         self.mx = mx = import_mxnet()
@@ -183,8 +184,7 @@ class MXNetInternals:
         self.input_name = input_name
         self.shape = (1, 3, input_size, input_size)
         try:
-            sym, self.args, self.auxs = mx.model.load_checkpoint(str(checkpoint.directory / checkpoint.prefix),
-                                                                 checkpoint.epoch)
+            sym, self.args, self.auxs = mx.model.load_checkpoint(checkpoint_prefix(checkpoint), checkpoint.epoch)
             self.internals = sym.get_internals()
             _, out_shapes, _ = self.internals.infer_shape(**{input_name: self.shape})
         except mx.base.MXNetError as e:
@@ -340,7 +340,10 @@ def localize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, mode
     if model == "mxnet":
         raise UsageError("--model mxnet: localize compares an IR model (e.g. ir-fp32) against MXNet")
     size = card.resolve_input_size(input_size)
-    exec_precision = model.split("@", 1)[1] if "@" in model else "f32"
+    base, at, suffix = model.partition("@")
+    exec_precision = suffix if at else "f32"
+    if exec_precision not in ("f32", "bf16") or suffix == "f32":  # (--exec-precision is evaluate's, not localize's)
+        raise UsageError(f"--model {model}: localize runs an IR pinned at f32 or bf16 ({base} or {base}@bf16)")
     irs = load_irs(card, checkpoint, workspace, size)
     mut = model_set(card, checkpoint, irs, size, names=[model], exec_precisions=(exec_precision,))[0]
     runner = mut.make_runner()
@@ -456,10 +459,15 @@ def localize_ir(card: ModelCard, checkpoint: Checkpoint, xml: str | Path, image:
             others += [p.output(0) for p in base.get_parameters()]
             constants = feeding_constants(base, port, others)
     return Localization(
-        model=model, precision=precision, xml=str(xml), image=str(Path(image).resolve()), input_size=size,
+        model=model, precision=precision, xml=_shown(Path(xml)), image=_shown(Path(image).resolve()), input_size=size,
         weights=checkpoint.weights, checkpoint_kind=checkpoint.kind, threshold=float(limit), layers=diffs,
         first=first, constants=constants, final_drift=drift, internals_check=agree, passes=len(groups),
         peak_rss_mb=_peak_rss_mb(), seconds=time.perf_counter() - start, warnings=warnings)
+
+
+def _shown(path: Path) -> str:
+    """``path`` as text every report can hold: bytes of a name that is not UTF-8 as ``\\xff`` escapes."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def write_localize_report(directory: str | Path, loc: Localization, checked=None) -> Path:
@@ -467,7 +475,7 @@ def write_localize_report(directory: str | Path, loc: Localization, checked=None
     from .fileio import atomic_dir, write_json, write_text
     from .report.localize import localize_html
 
-    with atomic_dir(directory, kind="run", checked=checked) as tmp:
+    with atomic_dir(directory, kind="localize", checked=checked) as tmp:
         loc.to_frame().to_csv(tmp / "localize.csv", index=False)
         write_json(tmp / "localize.json", loc.to_json())
         write_text(tmp / "localize.html", localize_html(loc))

@@ -138,5 +138,7 @@ def run_pipeline(card: ModelCard, ws: Workspace, *, weights: str = "toy", data_r
     ev = evaluate(card, ck, irs, data_root, ws, input_size=size, limit=limit, run_dir=run_dir, progress=progress,
                   exec_precisions=exec_precisions, checked=checked, shard=shard, executor=executor)
     html = write_html_report(ev.run_dir)
-    result = check_gate(ev.summary, Baseline.load(baseline), card, str(baseline)) if baseline.is_file() else None
+    result = (check_gate(ev.summary, Baseline.load(baseline), card, str(baseline), workspace=ws.root,
+                          data_root=Path(data_root).absolute())
+              if baseline.is_file() else None)
     return PipelineRun(ck, irs, ev, html, result, baseline)

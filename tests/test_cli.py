@@ -600,7 +600,7 @@ def test_convert_hints_name_the_checkpoint(tmp_path, sample_root):
     assert r.exit_code == 2, r.output
     assert _one_error_line(r.output) == (
         f"ssh-toolkit: error: {ws.ir_dir('toy', SMALL, 'FP32')}: not converted; run 'ssh-toolkit convert --weights "
-        f"toy --input-size 128 --precision FP32' first")
+        f"toy --input-size 128 --precision FP32' (or the same with --route native) first")
 
 
 def test_help_shows_no_python_types_and_the_real_defaults():

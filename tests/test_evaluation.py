@@ -82,6 +82,9 @@ def test_run_folder_records(card, ws_copy, sample_root, tmp_path):
     assert set(raw["map"]) == {"mxnet", "ir-fp32"} and raw["weights"] == "standin"
     assert raw["n_images"] == 7 and raw["dataset"]["selection"] == "shard 1/2"
     assert raw["protocol"] == "omz-ac-retinaface-wider" and raw["protocol_params"]["keep_top_k"] == 1000
+    # the workspace, for the localize command the gate suggests when a parity rule fails
+    meta = json.loads((run / "metadata.json").read_text())
+    assert (meta["workspace"], meta["data_root"]) == (str(ws.root.absolute()), str(sample_root.absolute()))
     for table in ("metrics", "per_image", "pr_curves", "parity", "parity_histograms", "box_match"):
         assert (run / f"{table}.csv").is_file() and (run / f"{table}.json").is_file(), table
     per_image = pd.read_csv(run / "per_image.csv")

@@ -361,3 +361,12 @@ def test_a_users_folder_inside_a_toolkit_folder_is_named_not_walked(tmp_path):
                                          r"and 2\+ more; move"):
         _write_folder(out, {"a.txt": "2"})
     assert len(list(mine.iterdir())) == 50
+
+
+def test_write_text_keeps_a_path_that_is_not_utf8_as_an_escape(tmp_path):
+    """A report naming a folder whose name is not UTF-8 (a surrogate escape in the str) was a UnicodeEncodeError
+    traceback after the whole run; the name is written as a backslash escape and the file stays UTF-8."""
+    from ssh_toolkit.fileio import write_text
+
+    out = write_text(tmp_path / "report.md", "IR: /ws \udcff/ir/sshb.xml\n")
+    assert out.read_text(encoding="utf-8") == "IR: /ws \\udcff/ir/sshb.xml\n"

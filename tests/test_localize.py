@@ -291,3 +291,88 @@ def test_cli_usage_errors_are_one_line_exit_2(tmp_path, sample_root):
         assert r.exit_code == 2, r.output
         assert r.output.startswith(f"ssh-toolkit: error: {message}") and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------ toy, native route
+@pytest.fixture(scope="module")
+def toy_native(tmp_path_factory, card):
+    """A workspace with the toy checkpoint and its native FP32 IR at SMALL (no Model Optimizer: fast)."""
+    from ssh_toolkit.convert import convert
+    from ssh_toolkit.standins.toy import synthesize_toy
+    from ssh_toolkit.workspace import Workspace
+
+    ws = Workspace(tmp_path_factory.mktemp("loc-toy") / "ws")
+    ck = synthesize_toy(card, ws.checkpoint_dir("toy"))
+    convert(card, ck, ws, "FP32", SMALL, route="native")
+    return ws
+
+
+@pytest.mark.slow
+def test_cli_never_replaces_an_evaluate_run_folder_and_reads_an_image_whose_name_is_not_utf8(toy_native,
+                                                                                            sample_root, tmp_path):
+    """--report-dir naming a run folder of evaluate (the gate's record) is refused, exit 2, the run kept whole;
+    an image whose name is not UTF-8 is read (OpenCV's imread crashed on it) and named with an escape."""
+    import os
+
+    from ssh_toolkit.cli import app
+    from ssh_toolkit.fileio import atomic_dir
+
+    run = tmp_path / "run"
+    with atomic_dir(run, kind="run") as tmp:
+        (tmp / "summary.json").write_text("{}")
+    args = ["localize", "--model", "ir-native-fp32", "--weights", "toy", "--input-size", str(SMALL),
+            "-w", str(toy_native.root)]
+    r = CliRunner().invoke(app, [*args, "--image", str(_image(sample_root)), "--report-dir", str(run)])
+    assert r.exit_code == 2, r.output
+    assert f"{run}: is a run folder (evaluate) written by ssh-toolkit, not a localize report folder" in r.output
+    assert (run / "summary.json").read_text() == "{}"
+
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/face \xff.jpg")
+    shutil.copy(_image(sample_root), odd)
+    out = tmp_path / "loc"
+    r = CliRunner().invoke(app, [*args, "--image", odd, "--report-dir", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "no divergence" in r.output
+    assert json.loads((out / "localize.json").read_text())["image"] == f"{tmp_path}/face \\xff.jpg"
+    assert json.loads((out / ".ssh-toolkit.json").read_text())["kind"] == "localize"
+    assert "face \\xff.jpg" in (out / "localize.html").read_text()
+
+
+def test_help_names_the_models_of_both_routes_and_int8():
+    from ssh_toolkit.cli import app
+
+    r = CliRunner().invoke(app, ["localize", "--help"], terminal_width=200)
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    assert "ir-fp32, ir-fp16, ir-native-fp32, ir-native-fp16, ir-int8, each also @bf16" in text
+
+
+@pytest.mark.slow
+def test_a_workspace_whose_path_is_not_utf8_is_one_line_exit_2(toy_native, sample_root, tmp_path):
+    """MXNet encodes the checkpoint path as UTF-8 and raised UnicodeEncodeError (a traceback) for a folder whose
+    name is not UTF-8: localize (and evaluate, through the same runner) say so in one line, exit 2."""
+    import os
+
+    from ssh_toolkit.cli import app
+
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/ws \xff")
+    shutil.copytree(toy_native.root, odd)
+    r = CliRunner().invoke(app, ["localize", "--model", "ir-native-fp32", "--weights", "toy", "--input-size",
+                                 str(SMALL), "-w", odd, "--image", str(_image(sample_root)), "--report-dir",
+                                 str(tmp_path / "loc")])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines()[-1] == (
+        f"ssh-toolkit: error: {tmp_path}/ws \\xff/checkpoints/toy/sshb-0000.params: MXNet cannot open a path that "
+        "is not UTF-8; move or rename the folder")
+    assert not (tmp_path / "loc").exists()
+
+
+@pytest.mark.parametrize("model", ["ir-fp32@f16", "ir-fp32@"])
+def test_a_model_suffix_localize_cannot_run_names_the_model_not_an_option_it_lacks(card, model):
+    from ssh_toolkit.errors import UsageError
+    from ssh_toolkit.localize import localize
+
+    with pytest.raises(UsageError) as e:
+        localize(card, None, None, model, "x.jpg")
+    assert str(e.value) == (f"--model {model}: localize runs an IR pinned at f32 or bf16 (ir-fp32 or "
+                            "ir-fp32@bf16)")

@@ -393,6 +393,10 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputDataError(f"{path}: image file not found")
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8: OpenCV's imread crashes (SIGSEGV) on such a str
+        return decode_image(path.read_bytes(), path)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise InputDataError(f"{path}: cannot decode image (corrupt or not an image)")

@@ -161,16 +161,17 @@ class GateResult:
 
 
 def localize_hints(checks: Sequence[Check], checkpoint_kind: str, input_size: int, data_root: str | None,
-                   card_args: Sequence[str] = ()) -> tuple[str, ...]:
+                   card_args: Sequence[str] = (), workspace: str | None = None) -> tuple[str, ...]:
     """For each IR with a failed parity rule: the ``ssh-toolkit localize`` command that finds the first layer
-    where it parts from MXNet (on the run's first image)."""
+    where it parts from MXNet (on the run's first image), in the run's ``workspace`` when it is known."""
     import shlex
 
     models = dict.fromkeys(c.subject.split("/", 1)[0] for c in checks if c.rule == "parity" and c.passed is False)
     where = f"--data-root {shlex.quote(data_root)} --index 0" if data_root else "--image <one of the run's images>"
+    args = [*(("--workspace", workspace) if workspace else ()), *card_args]
     return tuple(f"hint: to find the first layer where {m} parts from mxnet, run: ssh-toolkit localize --model "
                  f"{shlex.quote(m)} --weights {checkpoint_kind} --input-size {input_size} {where}"
-                 + "".join(f" {shlex.quote(a)}" for a in card_args) for m in models)
+                 + "".join(f" {shlex.quote(a)}" for a in args) for m in models)
 
 
 def write_step_summary(markdown: str) -> Path | None:

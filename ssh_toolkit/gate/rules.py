@@ -9,7 +9,8 @@ Usage::
 Rules (``Check.name`` is ``rule[subject]``; thresholds from ``card.gates`` / ``card.tolerances``):
 
     map_vs_baseline[<model>]            mAP may drop at most gates.map_vs_baseline_atol points vs the baseline;
-                                        a model of the baseline missing from the run fails
+                                        a model of the baseline missing from the run fails (SKIP: an
+                                        execution variant, INT8 or the native route absent from the whole run)
     map_vs_reference[<model>]           real weights only: |mAP - reference.map_percent| <= map_vs_reference_atol
                                         (stand-in weights: SKIP, never PASS)
     ir_vs_mxnet_drop[<ir>]              mAP(mxnet) - mAP(ir) in the same run <= gates.ir_vs_mxnet_drop[precision]
@@ -25,7 +26,9 @@ fails one of them (:func:`write_baseline`).
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -67,6 +70,9 @@ def _precision(current: RunSummary, ir: str, card: ModelCard) -> str:
     return p
 
 
+_NATIVE = ir_model_name("FP32", route="native").removesuffix("fp32")  # "ir-native-": the native route's models
+
+
 def _map_vs_baseline(current: RunSummary, baseline: Baseline | None, card: ModelCard,
                      models: list[str]) -> list[Check]:
     atol = card.gates.map_vs_baseline_atol
@@ -89,6 +95,11 @@ def _map_vs_baseline(current: RunSummary, baseline: Baseline | None, card: Model
                                                             for p in current.precisions.values()):
                 checks.append(Check(name, None, b - atol, b, None, "in the baseline, not in this run (no INT8 IR: "
                                     "run without --no-quantize, or 'ssh-toolkit quantize'); not compared", ">="))
+            elif m.startswith(_NATIVE) and not any(x.startswith(_NATIVE) for x in current.map):
+                # 'ssh-toolkit run' converts with Model Optimizer only: no native IR at all is not a regression
+                checks.append(Check(name, None, b - atol, b, None, "in the baseline, not in this run (no IR of the "
+                                    "native route: 'ssh-toolkit convert --route native', then evaluate); not "
+                                    "compared", ">="))
             else:
                 checks.append(Check(name, None, b - atol, b, False,
                                     f"in the baseline (mAP {b:.3f}) but missing from the run", ">="))
@@ -274,9 +285,11 @@ def _box_match(current: RunSummary, baseline: Baseline | None, card: ModelCard, 
 
 
 def check_gate(current: RunSummary, baseline: Baseline | None, card: ModelCard,
-               baseline_name: str = "") -> GateResult:
+               baseline_name: str = "", *, workspace: str | Path | None = None,
+               data_root: str | Path | None = None) -> GateResult:
     """Apply every rule; raises InputDataError when the run and baseline cannot be compared (or the card does
-    not fit the run). ``baseline_name`` (e.g. the file path) only labels the output."""
+    not fit the run). ``baseline_name`` (e.g. the file path) only labels the output; ``workspace`` and
+    ``data_root`` (the run's, absolute) go into the localize hint of a failed parity rule."""
     if current.model != card.name:
         raise InputDataError(f"run {current.run_id} was made with the card {current.model!r}, the gate uses "
                              f"{card.name!r} ({card.path})")
@@ -292,8 +305,10 @@ def check_gate(current: RunSummary, baseline: Baseline | None, card: ModelCard,
         *_box_match(current, baseline, card, irs),
     ]
     label = baseline_name or (f"run {baseline.source_run}" if baseline is not None else "")
-    card_args = () if card.path == DEFAULT_CARD else ("--pipeline", str(card.path))
-    hints = localize_hints(checks, current.checkpoint_kind, current.input_size, current.dataset.get("root"), card_args)
+    card_args = () if card.path == DEFAULT_CARD else ("--pipeline", os.path.abspath(card.path))
+    root = str(data_root) if data_root else current.dataset.get("root")
+    hints = localize_hints(checks, current.checkpoint_kind, current.input_size, root, card_args,
+                           os.path.abspath(workspace) if workspace else None)
     return GateResult(current.run_id, current.model, current.weights, current.note, label, tuple(checks),
                       notes=_platform_notes(current, baseline), hints=hints)
 
@@ -314,6 +329,17 @@ def _platform_notes(current: RunSummary, baseline: Baseline | None) -> tuple[str
 
 
 
+def _run_places(run_dir: str | Path) -> dict[str, str]:
+    """The absolute workspace and data root the run used, from its ``metadata.json`` (for the localize hint only:
+    left out when unknown)."""
+    try:
+        meta = json.loads((Path(run_dir) / "metadata.json").read_text())
+        places = {k: meta.get(k) for k in ("workspace", "data_root")}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: v for k, v in places.items() if isinstance(v, str) and v}
+
+
 def gate_run(run_dir: str | Path, baseline_path: str | Path, card: ModelCard, *,
              update_baseline: bool = False) -> GateResult:
     """What ``ssh-toolkit gate`` does, minus printing and exit codes (``result.raise_for_failure()``).
@@ -324,9 +350,10 @@ def gate_run(run_dir: str | Path, baseline_path: str | Path, card: ModelCard, *,
     the result is falsy). The result's ``notes`` say what the update changed and whether it was written.
     """
     summary = RunSummary.load(run_dir)
+    where = _run_places(run_dir)
     if not update_baseline:
-        return check_gate(summary, Baseline.load(baseline_path), card, str(baseline_path))
-    result = check_gate(summary, None, card)
+        return check_gate(summary, Baseline.load(baseline_path), card, str(baseline_path), **where)
+    result = check_gate(summary, None, card, **where)
     notes = update_notes(summary, baseline_path)
     bad = result.failed_in_run
     if bad:

@@ -20,6 +20,7 @@ import html
 import io
 import math
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -257,6 +258,8 @@ def _map_bar_plot(runs: Sequence[RunData], labels: Sequence[str]) -> str:
         ax.axhline(ref, color="tab:red", linestyle="--", label=f"published {ref:.2f} % (real weights)")
         top = max(top, ref + 25)
     ax.set_xticks(range(len(models)), models)
+    if len(models) > 5:  # both routes, bf16 and INT8 variants: upright names do not run into each other
+        ax.tick_params(axis="x", labelrotation=90, labelsize=8)
     ax.set_ylabel("mAP (%)")
     ax.set_ylim(0, top)
     ax.set_title("mAP per model")
@@ -297,7 +300,9 @@ def _pr_plot(runs: Sequence[RunData], labels: Sequence[str]) -> str | None:
             ap = r.summary.map.get(names[0])
             name = " = ".join(names) + (" (identical curves)" if len(names) > 1 else "")
             name = name if len(runs) == 1 else f"{lab}: {name}"
-            line.set_label(f"{name}, mAP {ap:.2f} %" if ap is not None else name)
+            name = f"{name}, mAP {ap:.2f} %" if ap is not None else name
+            # Many identical models make one long name: wrapped, so the legend stays inside the figure.
+            line.set_label(textwrap.fill(name, 70, break_on_hyphens=False))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall")

@@ -6,9 +6,22 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import BackendError
+from ..errors import BackendError, InputDataError
 from ..workspace import Checkpoint
 from .base import Runner
+
+
+def checkpoint_prefix(checkpoint: Checkpoint) -> str:
+    """The path prefix ``mx.model.load_checkpoint`` takes. MXNet encodes it as UTF-8: a folder whose name is not
+    UTF-8 is an InputDataError naming the file (it raised UnicodeEncodeError, a traceback)."""
+    prefix = str(checkpoint.directory / checkpoint.prefix)
+    try:
+        prefix.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = str(checkpoint.params_path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise InputDataError(f"{shown}: MXNet cannot open a path that is not UTF-8; move or rename the folder"
+                             ) from None
+    return prefix
 
 
 class MXNetRunner(Runner):
@@ -29,7 +42,7 @@ class MXNetRunner(Runner):
 
         ck = self.checkpoint
         try:
-            sym, args, auxs = mx.model.load_checkpoint(str(ck.directory / ck.prefix), ck.epoch)
+            sym, args, auxs = mx.model.load_checkpoint(checkpoint_prefix(ck), ck.epoch)
             shape = (1, 3, self.input_size, self.input_size)
             exe = sym.simple_bind(mx.cpu(), grad_req="null", **{self.input_name: shape})
         except mx.base.MXNetError as e:

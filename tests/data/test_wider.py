@@ -382,3 +382,23 @@ def test_evaluate_refuses_an_identifier_leaving_the_images_folder(tmp_path, samp
     assert last.startswith(f"ssh-toolkit: error: {ann}:1: image path '../../x.jpg' leaves the images folder")
     assert "Traceback" not in r.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow  # a subprocess (a crash must not take pytest down)
+def test_read_image_of_a_file_whose_name_is_not_utf8(tmp_path):
+    """OpenCV's imread crashes the process (SIGSEGV) on a str path holding surrogate escapes (a name with bytes
+    that are not UTF-8): such a file is read by its bytes instead, with the same pixels. Run in a subprocess, so a
+    crash fails this test instead of killing pytest."""
+    import subprocess
+    import sys
+
+    img = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    ok = tmp_path / "plain.png"
+    cv2.imwrite(str(ok), img)
+    odd = os.fsencode(tmp_path) + b"/caf\xe9 \xff.png"
+    shutil.copy(ok, odd)
+    code = ("import os, sys, numpy as np\nfrom ssh_toolkit.data.wider import read_image\n"
+            f"a = read_image(os.fsdecode({odd!r}))\nb = read_image({str(ok)!r})\n"
+            "sys.exit(0 if np.array_equal(a, b) else 5)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])

@@ -296,6 +296,33 @@ def test_a_failing_parity_rule_names_the_localize_command_that_finds_the_layer(c
         "'/cards/my ssh.yaml'")
 
 
+def test_the_localize_hint_names_the_runs_workspace_and_the_card_absolutely(card, tmp_path, monkeypatch):
+    """The hint is a command to paste: it names the workspace the run used (from its metadata.json; without it,
+    localize looks in ./workspace and finds no checkpoint) and the user's card by its absolute path."""
+    import json
+
+    fp16 = _parity("FP16", rpn_bbox_pred_stride8={"passed": False, "reason": "needs atol 9e-02 > 5.0e-02"})
+    run = _run_dir(tmp_path, make_summary(parity={"ir-fp32": _parity("FP32"), "ir-fp16": fp16}))
+    (run / "metadata.json").write_text(json.dumps({"workspace": "/my ws/one"}))
+    base = tmp_path / "base.json"
+    gate_run(_run_dir(tmp_path, make_summary(run_id="ok")), base, card, update_baseline=True)
+    hint = "--model ir-fp16 --weights toy --input-size 640 --data-root /data/wider-sample --index 0"
+    assert gate_run(run, base, card).hints == (
+        f"hint: to find the first layer where ir-fp16 parts from mxnet, run: ssh-toolkit localize {hint} "
+        "--workspace '/my ws/one'",)
+    # a run made with a relative --data-root: the absolute one recorded beside it is named
+    (run / "metadata.json").write_text(json.dumps({"workspace": "/ws", "data_root": "/home/me/data/wider"}))
+    assert gate_run(run, base, card).hints[0].endswith(
+        "--input-size 640 --data-root /home/me/data/wider --index 0 --workspace /ws")
+    (run / "metadata.json").write_text("{not json")  # a damaged metadata.json only loses the workspace
+    assert gate_run(run, base, card).hints[0].endswith(f"{hint}")
+    monkeypatch.chdir(tmp_path)
+    mine = dataclasses.replace(card, path=Path("cards/my ssh.yaml"))
+    r = check_gate(make_summary(parity={"ir-fp32": _parity("FP32"), "ir-fp16": fp16}), None, mine,
+                   workspace=Path("ws"))
+    assert r.hints[0].endswith(f"{hint} --workspace {tmp_path / 'ws'} --pipeline '{tmp_path}/cards/my ssh.yaml'")
+
+
 def _with_int8(int8_map=70.5, matched=380, **parity_override):
     reported = {o: OutputParity(**{"max_abs": 0.2 + i / 10, "min_passing_atol": 0.2 + i / 10, "atol": None,
                                    "cosine": 0.97 - i / 100, "min_cosine": None, "passed": True,
@@ -349,3 +376,27 @@ def test_a_run_summary_with_int8_round_trips_with_null_tolerances(tmp_path):
     text = (tmp_path / "summary.json").read_text()
     assert "Infinity" not in text and '"atol": null' in text
     assert RunSummary.load(tmp_path).parity == s.parity  # (the tuple height_range comes back as a list)
+
+
+def _with_native():
+    s = make_summary()
+    return dataclasses.replace(
+        s, map={**s.map, "ir-native-fp32": 71.231, "ir-native-fp16": 71.180},
+        precisions={**s.precisions, "ir-native-fp32": "FP32", "ir-native-fp16": "FP16"},
+        parity={**s.parity, "ir-native-fp32": _parity("FP32"), "ir-native-fp16": _parity("FP16")},
+        box_match={**s.box_match, "ir-native-fp32": _det(400, 400), "ir-native-fp16": _det(400, 392)})
+
+
+def test_a_baseline_with_native_irs_and_a_run_without_any_skips_them(card):
+    """'ssh-toolkit run' converts with Model Optimizer only: against a baseline recorded with both routes, the
+    native route's models are a SKIP (like INT8 without quantization), not 'missing from the run'. A run that
+    has native IRs but lost one still fails it."""
+    base = Baseline.from_run(_with_native())
+    r = check_gate(make_summary(), base, card)
+    assert r, r.lines()
+    assert _line(r, "map_vs_baseline[ir-native-fp16]") == (
+        "SKIP | map_vs_baseline[ir-native-fp16] | in the baseline, not in this run (no IR of the native route: "
+        "'ssh-toolkit convert --route native', then evaluate); not compared")
+    s = _with_native()
+    lost = dataclasses.replace(s, map={k: v for k, v in s.map.items() if k != "ir-native-fp16"})
+    assert "map_vs_baseline[ir-native-fp16]" in [c.name for c in check_gate(lost, base, card).failed]

@@ -171,3 +171,21 @@ def test_cli_convert_native_and_compare_prints_native_vs_mo(card, both_routes, s
     assert len(table) == 2 * len(card.output_names) and all(row["max_abs"] == 0 for row in table)
     assert "## Native route vs Model Optimizer" in (out / "report.md").read_text()
     assert Checkpoint.load(ck.directory) == ck
+
+
+def test_compare_runs_on_native_irs_alone(card, toy, sample_root, tmp_path):
+    """A workspace with only the native route's IRs (no Model Optimizer at hand): compare checks them against
+    MXNet instead of asking for Model Optimizer's; with neither route converted it names both commands."""
+    ws, ck = toy
+    convert(card, ck, ws, "FP32", SMALL, route="native")
+    assert not ws.ir_dir("toy", SMALL, "FP32").exists()
+    args = ["compare", "-w", str(ws.root), "--weights", "toy", "--input-size", str(SMALL), "--images",
+            str(sample_root), "--limit", "1", "--precision", "FP32"]
+    r = CliRunner().invoke(app, [*args, "--report-dir", str(tmp_path / "cmp")])
+    assert r.exit_code == 0, r.output
+    assert "[ir-native-fp32] PASS" in r.output and "vs ir-fp32" not in r.output
+    r = CliRunner().invoke(app, [*args, "--input-size", "96", "--report-dir", str(tmp_path / "none")])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1] == (
+        f"ssh-toolkit: error: {ws.ir_dir('toy', 96, 'FP32')}: not converted; run 'ssh-toolkit convert --weights toy "
+        "--input-size 96 --precision FP32' (or the same with --route native) first")

@@ -64,3 +64,47 @@ def test_doctor_lists_the_irs_of_both_routes(tmp_path):
         (d / "sshb.xml").write_text("<net/>")
     assert workspace_irs(ws) == [(tmp_path / "ir/toy-128/FP32/sshb.xml").resolve(),
                                  (tmp_path / "ir/toy-128/native/FP32/sshb.xml").resolve()]
+
+
+def test_a_record_that_disagrees_with_its_folder_is_refused(tmp_path, card):
+    """A native IR's record without its route (edited, or copied from Model Optimizer's folder) made two models
+    named ir-fp16 in one run; the record must say the route and precision of the folder it lies in."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from ssh_toolkit.errors import InputDataError
+    from ssh_toolkit.evaluation import load_irs
+
+    ws = Workspace(tmp_path)
+    ck = SimpleNamespace(kind="toy")
+    for route in ("mo", "native"):
+        folder = ws.ir_dir("toy", 128, "FP16", route)
+        folder.mkdir(parents=True)
+        (folder / "conversion.json").write_text(json.dumps(_record(route=route)))
+    assert [ir.model_name for ir in load_irs(card, ck, ws, 128)] == ["ir-fp16", "ir-native-fp16"]
+    native = ws.ir_dir("toy", 128, "FP16", "native") / "conversion.json"
+    native.write_text(json.dumps(_record()))  # no route: read as Model Optimizer's
+    with pytest.raises(InputDataError) as e:
+        load_irs(card, ck, ws, 128)
+    assert str(e.value) == (f"{native}: records Model Optimizer's FP16 IR, but this is the folder of the native "
+                            "route's FP16 IR; run 'ssh-toolkit convert --force --weights toy --input-size 128 "
+                            "--precision FP16 --route native'")
+    native.write_text(json.dumps(_record(route="native", precision="FP32")))
+    with pytest.raises(InputDataError, match="records the native route's FP32 IR, but this is the folder of the "
+                                             "native route's FP16 IR"):
+        load_irs(card, ck, ws, 128)
+
+
+def test_mo_env_with_the_native_route_is_a_usage_error(tmp_path):
+    """--mo-env names Model Optimizer's environment; the native route runs none, so the pair is refused (exit 2),
+    as --dynamic-shape without --route native is, instead of ignoring it."""
+    from typer.testing import CliRunner
+
+    from ssh_toolkit.cli import app
+
+    r = CliRunner().invoke(app, ["convert", "--route", "native", "--mo-env", str(tmp_path / "env"), "-w",
+                                 str(tmp_path / "ws")])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == ("ssh-toolkit: error: --mo-env names Model Optimizer's environment; --route native "
+                                "converts without Model Optimizer")

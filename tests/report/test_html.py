@@ -305,3 +305,34 @@ def test_a_file_the_toolkit_did_not_write_is_never_overwritten(tmp_path):
         (tmp / "report.html").write_text("<html>older page</html>")
     assert report_runs([older])[1] == older / "report.html"
     assert "generator" in (older / "report.html").read_text()
+
+
+@pytest.mark.slow  # renders a whole page (> 0.5 s)
+def test_both_routes_and_their_variants_fit_in_the_charts(tmp_path):
+    """Nine models (MXNet, both routes' IRs, each also at bf16): the mAP bars' model names do not overlap, and
+    the precision-recall legend naming all of them stays inside the figure (it ran off the right edge, and
+    matplotlib gave up the layout)."""
+    import json
+    import warnings
+
+    d = make_run(tmp_path)
+    names = ["mxnet", *(f"ir-{r}fp{b}{e}" for r in ("", "native-") for b in ("32", "16") for e in ("", "@bf16"))]
+    s = json.loads((d / "summary.json").read_text())
+    s["map"] = {m: 71.234 for m in names}
+    s["precisions"] = {m: "FP16" if "fp16" in m else "FP32" for m in names}
+    (d / "summary.json").write_text(json.dumps(s))
+    recall = np.linspace(0, 0.8, 50)
+    pd.DataFrame([{"model": m, "recall": r, "precision": 1 - 0.4 * r ** 2} for m in names for r in recall]
+                 ).to_csv(d / "pr_curves.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied because axes sizes collapsed to zero"
+        page, figs = _render([d])
+    bars = figs["mAP per model"]
+    renderer = bars.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in bars.axes[0].get_xticklabels()]
+    assert [t.get_text() for t in bars.axes[0].get_xticklabels()] == names
+    assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
+    pr = figs["precision-recall curves"]
+    legend = pr.axes[0].get_legend()
+    assert " = ".join(names) in legend.get_texts()[0].get_text().replace("\n", " ")
+    assert pr.bbox.contains(*legend.get_window_extent(pr.canvas.get_renderer()).p1)
