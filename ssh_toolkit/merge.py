@@ -17,6 +17,8 @@ what differs.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -107,11 +109,78 @@ def load_shard(folder: Path) -> ShardRun:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, KeyError, EOFError, TypeError) as e:
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as e:
         raise InputDataError(f"{path}: not a valid per-image record ({type(e).__name__})") from None
+    if not isinstance(meta, dict):
+        raise InputDataError(f"{path}: not a valid per-image record (its metadata is not a JSON object)")
     if meta.get("format") != RECORDS_FORMAT:
         raise InputDataError(f"{path}: record format {meta.get('format')!r}, this ssh-toolkit reads {RECORDS_FORMAT}")
+    problem = _record_problem(meta, arrays, summary)
+    if problem:
+        raise InputDataError(f"{path}: not a valid per-image record ({problem})")
     return ShardRun(Path(folder), summary, meta, arrays)
+
+
+def _record_problem(meta: dict, arrays: Mapping[str, np.ndarray], summary) -> str:
+    """What makes a loaded record unusable by :func:`merge_runs` (a key missing, of the wrong type, or arrays
+    whose lengths disagree), or ""."""
+    from .run_record import REFERENCE_MODEL
+
+    kinds = {"models": dict, "base_selection": str, "shards": list, "n_shards": int, "checkpoint": dict,
+             "irs": list, "parity_problems": dict}
+    for k, kind in kinds.items():
+        if not isinstance(meta.get(k), kind) or isinstance(meta.get(k), bool):
+            return f"metadata key {k!r} missing or not a {kind.__name__}"
+    if not all(isinstance(k, int) and not isinstance(k, bool) for k in meta["shards"]):
+        return "metadata key 'shards' is not a list of integers"
+
+    def arr(key: str, dims: int, kind: str, length: int | None = None, width: int | None = None) -> np.ndarray:
+        a = arrays.get(key)
+        if a is None:
+            raise _Bad(f"array {key!r} missing")
+        if a.ndim != dims or a.dtype.kind not in kind:
+            raise _Bad(f"array {key!r} has shape {a.shape} and type {a.dtype}")
+        if (length is not None and len(a) != length) or (width is not None and a.shape[1] != width):
+            raise _Bad(f"array {key!r} has shape {a.shape}, expected ({length}{', ' + str(width) if width else ''})")
+        return a
+
+    try:
+        n = len(arr("ids", 1, "U"))
+        arr("positions", 1, "i", n)
+        arr("image_sha256", 1, "U", n)
+        gt = arr("gt_counts", 1, "i", n)
+        if (gt < 0).any():
+            raise _Bad("array 'gt_counts' holds a negative count")
+        arr("gt_boxes", 2, "f", int(gt.sum()), 4)
+        arr("skipped_positions", 1, "i", len(arr("skipped_ids", 1, "U")))
+        for m in summary.map:
+            counts = arr(f"det{_SEP}{m}{_SEP}counts", 1, "i", n)
+            if (counts < 0).any():
+                raise _Bad(f"array 'det{_SEP}{m}{_SEP}counts' holds a negative count")
+            arr(f"det{_SEP}{m}{_SEP}boxes", 2, "f", int(counts.sum()), 4)
+            arr(f"det{_SEP}{m}{_SEP}scores", 1, "f", int(counts.sum()))
+            arr(f"seconds{_SEP}{m}", 1, "f", n)
+        if REFERENCE_MODEL in summary.map:
+            for ir in (m for m in summary.map if m != REFERENCE_MODEL):
+                arr(f"parity{_SEP}{ir}{_SEP}n_images", 0, "i")
+                outputs = summary.parity.get(ir, {})
+                if not outputs:
+                    raise _Bad(f"no parity of {ir} in summary.json")
+                for o in outputs:
+                    base = f"parity{_SEP}{ir}{_SEP}{o}{_SEP}"
+                    k = len(arr(base + "positions", 1, "i"))
+                    arr(base + "n", 1, "i", k)
+                    arr(base + "sums", 2, "f", k, len(DiffAccumulator.SUMS))
+                    arr(base + "extremes", 1, "f", len(DiffAccumulator.EXTREMES))
+                    arr(base + "hist", 1, "i", len(DiffAccumulator(o, 0.0).hist))
+                    arr(base + "shape", 1, "i")
+    except _Bad as e:
+        return str(e)
+    return ""
+
+
+class _Bad(Exception):
+    pass
 
 
 # ------------------------------------------------------------------------------------------------ checks
