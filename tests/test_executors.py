@@ -241,3 +241,16 @@ def test_ctrl_c_on_the_dask_executor_keeps_what_is_cached_and_the_same_command_r
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "map[mxnet] = " in r.stdout and f"(40 images, {40 - kept} inferred)" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("address, reason", [("foo", "missing port number in address 'foo'"),
+                                             ("tcp://host", "missing port number"),
+                                             ("http://host:8786", "unknown address scheme 'http'")])
+def test_a_scheduler_address_dask_cannot_use_is_one_line_exit_2_before_any_work(tmp_path, address, reason):
+    pytest.importorskip("distributed")
+    r = cli("evaluate", "-w", tmp_path / "nothing-here", "--executor", "dask", "--scheduler", address)
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith(f"ssh-toolkit: error: --scheduler {address}: not a Dask scheduler address (")
+    assert reason in r.output and "expected e.g. tcp://scheduler-host:8786" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "nothing-here").exists()

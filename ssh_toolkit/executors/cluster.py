@@ -49,6 +49,22 @@ def require_distributed():
     return distributed
 
 
+def check_address(address: str) -> None:
+    """UsageError (exit 2), before any work, when ``address`` is not a Dask scheduler address Dask can connect to
+    (``foo``, ``tcp://host`` without a port, ``http://...``)."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+
+    try:
+        scheme, _ = parse_address(address)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            get_address_host_port(address)  # ValueError without a port
+        elif scheme not in ("inproc", "ucx"):
+            raise ValueError(f"unknown address scheme {scheme!r}")
+    except ValueError as e:
+        raise UsageError(f"--scheduler {address}: not a Dask scheduler address ({' '.join(str(e).split())}); "
+                         f"expected e.g. tcp://scheduler-host:8786") from None
+
+
 def local_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -74,6 +90,8 @@ class DaskExecutor(Executor):
     def __init__(self, scheduler: str | None = None, *, n_workers: int | None = None,
                  images_per_task: int = IMAGES_PER_TASK, window: int | None = None) -> None:
         require_distributed()
+        if scheduler is not None:
+            check_address(scheduler)
         if images_per_task < 1:
             raise UsageError(f"images per task must be at least 1, got {images_per_task}")
         self.scheduler = scheduler
@@ -94,6 +112,8 @@ class DaskExecutor(Executor):
             if self.scheduler:
                 try:
                     self._client = Client(self.scheduler, timeout="30s")
+                except ValueError as e:  # an address Dask cannot use (checked up front for the usual schemes)
+                    raise UsageError(f"--scheduler {self.scheduler}: {' '.join(str(e).split())}") from None
                 except (OSError, TimeoutError) as e:
                     raise EnvironmentProblem(f"{self.scheduler}: cannot reach the Dask scheduler: "
                                              f"{' '.join(str(e).split()) or type(e).__name__}") from None
