@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .card import QUANTIZED, ModelCard, QuantizeSpec
-from .convert import RECORD, ConvertedModel
+from .convert import RECORD, ConvertedModel, check_record_types
 from .data.wider import WiderDataset, open_wider, read_image
 from .errors import CardError, GateFailure, InputDataError
 from .fileio import atomic_dir, check_replaceable, remove_owned_dir, sha256_file, write_json
@@ -68,6 +68,12 @@ class QuantizedModel(ConvertedModel):
         rec = directory / RECORD
         try:
             d = json.loads(rec.read_text())
+            check_record_types(cls, d)
+            for key, inner in (("calibration", {"root": str, "n_images": int}), ("validation", {"n_images": int})):
+                for k, kind in inner.items():
+                    if not isinstance(d.get(key, {}).get(k), kind) or isinstance(d[key][k], bool):
+                        raise TypeError(f"key '{key}.{k}': expected {'a string' if kind is str else 'an integer'}, "
+                                        f"got {d.get(key, {}).get(k)!r}")
             d["command"] = tuple(d["command"])
             d["float_layers"] = tuple(d.get("float_layers", ()))
             d["tried"] = tuple(d.get("tried", ()))

@@ -292,3 +292,40 @@ def test_localize_compares_the_int8_ir_layer_by_layer_with_the_cards_int8_thresh
     assert compared and loc.first is None
     # Quantization noise is visible (unlike an f32 IR's ~1e-6) but far from the gross-error threshold.
     assert 1e-3 < max(d.scaled_max_abs for d in compared) < loc.threshold
+
+
+# ------------------------------------------------------------------------------------------------ fast: records
+def _record() -> dict:
+    """A valid INT8 conversion.json (values made up; the types are what the readers rely on)."""
+    return {"prefix": "sshb", "precision": "INT8", "input_size": SIZE, "checkpoint_kind": "toy", "weights": "standin",
+            "command": ["ssh-toolkit", "quantize"], "mo_version": "2023.3.0", "seconds": 5.5,
+            "inputs": {"data": [1, 3, SIZE, SIZE]}, "outputs": {"o:0": [1, 2, 5, 5]},
+            "sha256": {"xml": "a" * 64, "bin": "b" * 64}, "fingerprint": "f" * 64, "source": {"sha256": {}},
+            "calibration": {"root": "/data", "n_images": 14}, "validation": {"root": "/data", "n_images": 14},
+            "max_drop": 1, "map_fp32": 66.7, "map_int8": 67.9, "achieved_drop": -1.2, "float_layers": ["a", "b"],
+            "n_int8_layers": 10, "tried": [60.1, 67.9]}
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"calibration": 5}, "key 'calibration': expected a JSON object, got 5"),
+    ({"calibration": {"n_images": 14}}, "key 'calibration.root': expected a string, got None"),
+    ({"validation": {"n_images": "14"}}, "key 'validation.n_images': expected an integer, got '14'"),
+    ({"max_drop": "x"}, "key 'max_drop': expected a number, got 'x'"),
+    ({"float_layers": [1, 2]}, "key 'float_layers': expected a list of strings, got [1, 2]"),
+    ({"tried": ["x"]}, "key 'tried': expected a list of numbers"),
+    ({"sha256": 5}, "key 'sha256': expected a JSON object, got 5"),
+    ({"sha256": {"xml": 1}}, "key 'sha256': expected strings"),
+    ({"input_size": True}, "key 'input_size': expected an integer, got True"),
+])
+def test_an_edited_int8_record_is_refused_naming_the_key(tmp_path, edit, message):
+    import json
+
+    (tmp_path / "conversion.json").write_text(json.dumps(_record()))
+    assert QuantizedModel.load(tmp_path).float_layers == ("a", "b")
+    (tmp_path / "conversion.json").write_text(json.dumps({**_record(), **edit}))
+    with pytest.raises(InputDataError, match="corrupt quantization record") as e:
+        QuantizedModel.load(tmp_path)
+    assert message in str(e.value)
+    with pytest.raises(InputDataError, match="corrupt conversion record"):  # the same check for every IR record
+        (tmp_path / "conversion.json").write_text(json.dumps([]))
+        ConvertedModel.load(tmp_path)
