@@ -313,6 +313,6 @@ def load_irs(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, size
 
             directory = workspace.ir_dir(checkpoint.kind, size, QUANTIZED)
             if (directory / "conversion.json").is_file():
-                irs.append(QuantizedModel.load(directory))
+                irs.append(QuantizedModel.load(directory).check_source(workspace))
     return irs
 

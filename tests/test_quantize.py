@@ -329,3 +329,27 @@ def test_an_edited_int8_record_is_refused_naming_the_key(tmp_path, edit, message
     with pytest.raises(InputDataError, match="corrupt conversion record"):  # the same check for every IR record
         (tmp_path / "conversion.json").write_text(json.dumps([]))
         ConvertedModel.load(tmp_path)
+
+
+def test_an_int8_ir_of_an_fp32_ir_converted_again_since_is_refused(tmp_path, card):
+    """convert redoes the FP32 IR when the checkpoint changed; the INT8 IR quantized from the old one is stale."""
+    import json
+
+    from ssh_toolkit.evaluation import load_irs
+    from ssh_toolkit.workspace import Checkpoint
+
+    ws = Workspace(tmp_path)
+    int8, fp32 = ws.ir_dir("toy", SIZE, "INT8"), ws.ir_dir("toy", SIZE, "FP32")
+    fp32_record = {k: v for k, v in _record().items() if k in ConvertedModel.__dataclass_fields__}
+    for d, rec in ((int8, {**_record(), "source": {"sha256": {"xml": "c" * 64, "bin": "d" * 64}}}),
+                   (fp32, {**fp32_record, "precision": "FP32", "sha256": {"xml": "c" * 64, "bin": "d" * 64}})):
+        d.mkdir(parents=True)
+        (d / "conversion.json").write_text(json.dumps(rec))
+    ck = Checkpoint(ws.checkpoint_dir("toy"), "sshb", 0, "toy", "0" * 64)
+    assert [ir.model_name for ir in load_irs(card, ck, ws, SIZE)] == ["ir-fp32", "ir-int8"]
+    (fp32 / "conversion.json").write_text(json.dumps({**fp32_record, "precision": "FP32",
+                                                      "sha256": {"xml": "e" * 64, "bin": "f" * 64}}))
+    with pytest.raises(InputDataError) as e:
+        load_irs(card, ck, ws, SIZE)
+    assert str(e.value) == (f"{int8}: quantized from another FP32 IR than the one in {fp32} (converted again since); "
+                            f"run 'ssh-toolkit quantize --weights toy --input-size {SIZE}'")
