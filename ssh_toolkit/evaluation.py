@@ -142,7 +142,8 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     if checked is None:
         checked = check_replaceable(run_dir, "run")  # before hours of inference, not after
     ds = open_wider(data_root)
-    base_selection = ds.select(subset=subset).selection if subset is not None else ds.selection
+    base = ds.select(subset=subset) if subset is not None else ds
+    base_selection = base.selection
     ds = ds.select(limit=limit, shard=shard, subset=subset)
     position_of = dict(zip(ds.identifiers, shard_positions(len(ds.images), shard)))  # before --shard (merge.py)
     present, missing = ds.check_images(skip_missing=skip_missing)
@@ -222,7 +223,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
                      evaluation_markdown(summary, tables))
         k, n = shard or (1, 1)
         write_records(tmp, meta={"models": {m.name: m.key for m in selected}, "base_selection": base_selection,
-                                 "shards": [k], "n_shards": n, "limit": limit, "checkpoint": checkpoint.to_json(),
+                                 "base_identity": dataset_identity(base), "shards": [k], "n_shards": n, "limit": limit, "checkpoint": checkpoint.to_json(),
                                  "irs": [ir.to_json() for ir in irs if ir.model_name in by_name]},
                       ids=ds.identifiers, positions=[position_of[i] for i in ds.identifiers], image_keys=keys,
                       gt=[im.boxes for im in ds.images], skipped=[(im.identifier, position_of[im.identifier])

@@ -187,10 +187,13 @@ class _Bad(Exception):
 # What must be equal in every run to merge them: summary fields, dataset fields and record metadata.
 _SAME_SUMMARY = ("model", "card_sha256", "input_size", "protocol", "protocol_params", "weights", "checkpoint_kind",
                  "precisions", "versions", "runtime", "reference_map")
-_SAME_DATASET = ("root", "split")
+_SAME_DATASET = ("split",)  # and the root path, for records without the selection's identity (base_identity)
 # (Not the IRs' conversion records: they name each machine's paths and durations; the models' cache keys hash
 # the IR files themselves.)
-_SAME_META = ("models", "base_selection", "n_shards", "limit", "checkpoint")
+# The selection before --shard is identified by its image identifiers and ground truth (base_identity), not by
+# the dataset's path: shards may read copies of the dataset at other paths (a node's local disk), and one path may
+# hold another version of the annotations by the time the next shard runs.
+_SAME_META = ("models", "base_selection", "base_identity", "n_shards", "limit", "checkpoint")
 
 
 def check_mergeable(runs: Sequence[ShardRun], card: ModelCard) -> None:
@@ -206,7 +209,9 @@ def check_mergeable(runs: Sequence[ShardRun], card: ModelCard) -> None:
                         }.get(key, key)
                 raise UsageError(f"{r.folder}: not mergeable with {first.folder}: {what} differs ({_short(b)} vs "
                                  f"{_short(a)})")
-        for key in _SAME_DATASET:
+        same_dataset = _SAME_DATASET if first.meta.get("base_identity") and r.meta.get("base_identity") else (
+            "root", *_SAME_DATASET)
+        for key in same_dataset:
             a, b = first.summary.dataset.get(key), r.summary.dataset.get(key)
             if a != b:
                 raise UsageError(f"{r.folder}: not mergeable with {first.folder}: dataset {key} differs ({b} vs {a})")
@@ -214,6 +219,8 @@ def check_mergeable(runs: Sequence[ShardRun], card: ModelCard) -> None:
             a, b = first.meta.get(key), r.meta.get(key)
             if a != b:
                 what = {"base_selection": "selection before --shard", "n_shards": "shard count N",
+                        "base_identity": "dataset (the image identifiers or ground truth of the selection before "
+                                         "--shard)",
                         "models": "models (weights, IR files or runtime configuration)"}.get(key, key)
                 raise UsageError(f"{r.folder}: not mergeable with {first.folder}: {what} differs ({_short(b)} vs "
                                  f"{_short(a)})")
@@ -370,7 +377,7 @@ def merge_runs(card: ModelCard, run_dirs: Sequence[str | Path], out: str | Path,
         import pandas as pd
 
         tables["image_warnings"] = pd.DataFrame([{"image": k, "warning": v} for k, v in image_warnings.items()])
-    meta = {**{k: first.meta[k] for k in _SAME_META}, "irs": first.meta["irs"], "shards": shards}
+    meta = {**{k: first.meta.get(k) for k in _SAME_META}, "irs": first.meta["irs"], "shards": shards}
     with atomic_dir(out, kind="run", checked=checked) as tmp:
         summary.save(tmp)
         write_report(tmp, tables, {"created": summary.created, "model": fs.model, "card": str(card.path),

@@ -181,6 +181,12 @@ def test_merge_of_three_shards_equals_the_unsharded_run(toy, local_run, tmp_path
     for k in (1, 2, 3):
         shards.append(tmp_path / f"shard{k}")
         _evaluate(toy, shards[-1], shard=(k, 3))
+    # Each shard names the whole selection it was cut from by its identifiers and ground truth (not its path).
+    from ssh_toolkit.merge import load_shard
+
+    whole = json.loads((local_run / "summary.json").read_text())["dataset"]
+    assert load_shard(shards[1]).meta["base_identity"] == {k: whole[k] for k in ("identifiers_sha256",
+                                                                                  "annotations_sha256")}
     merged = tmp_path / "merged" / local_run.name  # the run id is in the report
     r = cli("merge", *shards, "--out", merged)
     assert r.exit_code == 0, r.output

@@ -14,16 +14,23 @@ sys.path.insert(0, str(Path(__file__).parent / "gate"))
 from records import make_summary  # noqa: E402
 
 from ssh_toolkit.cli import app  # noqa: E402
+from ssh_toolkit.errors import UsageError  # noqa: E402
 from ssh_toolkit.merge import RECORDS, load_shard, write_records  # noqa: E402
 from ssh_toolkit.model.detections import Detections  # noqa: E402
 
 
-def _shard(folder: Path, k: int) -> Path:
+def _shard(folder: Path, k: int, root: str = "/data/wider-sample", identity: str = "ab") -> Path:
     """A run folder of shard k/2 of four images, MXNet only (no parity), with its record."""
+    from ssh_toolkit.card import DEFAULT_CARD
+    from ssh_toolkit.fileio import sha256_file
+
     folder.mkdir(parents=True)
-    make_summary(map={"mxnet": 50.0}, precisions={"mxnet": "FP32"}, parity={}, box_match={}, n_images=2).save(folder)
+    make_summary(map={"mxnet": 50.0}, precisions={"mxnet": "FP32"}, parity={}, box_match={}, n_images=2,
+                 dataset={"root": root, "split": "val", "n_images": 2, "selection": f"shard {k}/2"},
+                 card_sha256=sha256_file(DEFAULT_CARD)).save(folder)
     dets = [Detections(np.array([[1.0, 2.0, 30.0, 40.0]] * n), np.full(n, 0.5, np.float32)) for n in (1, 2)]
     write_records(folder, meta={"models": {"mxnet": "mxnet-k"}, "base_selection": "all", "shards": [k],
+                                "base_identity": {"identifiers_sha256": "12" * 32, "annotations_sha256": identity * 32},
                                 "n_shards": 2, "limit": None, "checkpoint": {}, "irs": []},
                   ids=[f"a/{k}", f"b/{k}"], positions=[k - 1, k + 1], image_keys=["x", "y"],
                   gt=[np.zeros((0, 4)), np.array([[0.0, 0.0, 10.0, 10.0]])], skipped=[],
@@ -67,3 +74,16 @@ def test_a_damaged_record_is_one_line_exit_2(tmp_path, damage, message):
     assert r.output.startswith(f"ssh-toolkit: error: {s2 / RECORDS}: ") and message in r.output, r.output
     assert len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_shards_of_one_dataset_at_other_paths_merge_and_of_other_ground_truth_do_not(tmp_path, card):
+    """A job array may read copies of the dataset (a node's local disk, a relative path): the selection's
+    identifiers and ground truth decide, not the path; the same path holding other annotations is refused."""
+    from ssh_toolkit.merge import check_mergeable
+
+    s1 = load_shard(_shard(tmp_path / "s1", 1, root="data/wider-sample"))
+    check_mergeable([s1, load_shard(_shard(tmp_path / "s2", 2, root="/scratch/node7/wider-sample"))], card)
+    other = load_shard(_shard(tmp_path / "s2b", 2, root="data/wider-sample", identity="cd"))
+    with pytest.raises(UsageError, match="not mergeable with .*: dataset \\(the image identifiers or ground truth of "
+                                         "the selection before --shard\\) differs"):
+        check_mergeable([s1, other], card)
