@@ -353,3 +353,18 @@ def test_an_int8_ir_of_an_fp32_ir_converted_again_since_is_refused(tmp_path, car
         load_irs(card, ck, ws, SIZE)
     assert str(e.value) == (f"{int8}: quantized from another FP32 IR than the one in {fp32} (converted again since); "
                             f"run 'ssh-toolkit quantize --weights toy --input-size {SIZE}'")
+
+
+@pytest.mark.slow
+def test_merge_says_int8_parity_is_reported_not_gated_as_evaluate_does(int8_ws, card, tmp_path, monkeypatch):
+    from ssh_toolkit.evaluation import evaluate, load_irs
+
+    ws, ck, _ = int8_ws
+    monkeypatch.chdir(tmp_path)
+    for k in (1, 2):
+        evaluate(card, ck, load_irs(card, ck, ws, SIZE), ws.sample_data, ws, input_size=SIZE, shard=(k, 2),
+                 run_dir=tmp_path / f"s{k}", progress=False, exec_precisions=("f32",))
+    r = cli("merge", tmp_path / "s1", tmp_path / "s2", "--out", tmp_path / "merged")
+    assert r.exit_code == 0, r.output
+    assert "parity[ir-int8]: reported, not gated (max |diff| " in r.output
+    assert "parity[ir-fp32]: PASS; box match rate" in r.output
