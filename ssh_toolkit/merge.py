@@ -274,6 +274,8 @@ def merge_runs(card: ModelCard, run_dirs: Sequence[str | Path], out: str | Path,
     if dup:
         raise UsageError(f"{dup[0]}: given twice")
     out = Path(out)
+    if out.resolve() in {d.resolve() for d in dirs}:
+        raise UsageError(f"{out}: is one of the run folders being merged; give --out another folder")
     if checked is None:
         checked = check_replaceable(out, "run")
     runs = [load_shard(d) for d in dirs]

@@ -87,3 +87,13 @@ def test_shards_of_one_dataset_at_other_paths_merge_and_of_other_ground_truth_do
     with pytest.raises(UsageError, match="not mergeable with .*: dataset \\(the image identifiers or ground truth of "
                                          "the selection before --shard\\) differs"):
         check_mergeable([s1, other], card)
+
+
+def test_out_may_not_be_one_of_the_runs_being_merged(tmp_path):
+    s1, s2 = _shard(tmp_path / "s1", 1), _shard(tmp_path / "s2", 2)
+    before = (s1 / RECORDS).read_bytes()
+    r = CliRunner().invoke(app, ["merge", str(s1), str(s2), "--out", str(tmp_path / "." / "s1")])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == (f"ssh-toolkit: error: {tmp_path / 's1'}: is one of the run folders being merged; "
+                                f"give --out another folder")
+    assert (s1 / RECORDS).read_bytes() == before
