@@ -158,10 +158,25 @@ def calibration_images(root: str | Path, asked: int | None, default: int, seed: 
     return ImagePick(ds, chosen, _hash([ds.image_path(im) for im in chosen]))
 
 
-def validation_images(root: str | Path, subset_size: int) -> ImagePick:
-    """The first ``subset_size`` images of the evaluation data (0: all); every one must exist (as in evaluate)."""
+def validation_images(root: str | Path, subset_size: int, card: ModelCard | None = None) -> ImagePick:
+    """The first ``subset_size`` images of the evaluation data (0: all); every one must exist (as in evaluate).
+
+    With ``card``: InputDataError (exit 2) when they hold no face the card's protocol counts (no ground truth, or
+    only faces it ignores): their mAP would be 0 for any model, so no drop could be measured."""
     ds = open_wider(root).select(limit=subset_size or None)
     present, _ = ds.check_images()
+    if card is not None:
+        from .metric.average_precision import MapAccumulator
+        from .model.detections import Detections
+
+        acc = MapAccumulator(card.protocol)
+        for im in present:
+            acc.update(im.identifier, Detections.empty(), im.boxes)
+        if acc.compute().n_pos == 0:
+            raise InputDataError(f"{ds.annotation_file}: the {len(present)} validation images hold no face that "
+                                 f"{card.protocol.name} counts (none annotated, or all outside its size range), so "
+                                 f"no mAP drop can be measured; use more images (--subset-size) or other data "
+                                 f"(--data-root)")
     return ImagePick(ds, present, _hash([ds.image_path(im) for im in present]))
 
 
@@ -305,7 +320,7 @@ def quantize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, data
     calibration_root = Path(calibration_root) if calibration_root is not None else Path(data_root)
     same_folder = calibration_root.resolve() == Path(data_root).resolve()
     calib = calibration_images(calibration_root, calibration_count, spec.calibration_images, seed)
-    val = validation_images(data_root, subset_size)
+    val = validation_images(data_root, subset_size, card)
     nncf_version, ov_version = _versions()
     fingerprint = _fingerprint(source, card, size, calib, val, max_drop, (nncf_version, ov_version))
     target = workspace.ir_dir(checkpoint.kind, size, QUANTIZED)

@@ -368,3 +368,18 @@ def test_merge_says_int8_parity_is_reported_not_gated_as_evaluate_does(int8_ws, 
     assert r.exit_code == 0, r.output
     assert "parity[ir-int8]: reported, not gated (max |diff| " in r.output
     assert "parity[ir-fp32]: PASS; box match rate" in r.output
+
+
+def test_validation_images_without_a_counted_face_are_an_input_error_before_any_work(sample_root, tmp_path, card):
+    """Without a face the protocol counts, every model scores 0 % and the drop limit would hold vacuously."""
+    from ssh_toolkit.quantize import validation_images
+
+    assert len(validation_images(sample_root, 3, card).images) == 3
+    root = tmp_path / "no-faces"
+    shutil.copytree(sample_root, root)
+    gt = root / "wider_face_split" / "wider_face_val_bbx_gt.txt"
+    names = [line for line in gt.read_text().splitlines() if line.endswith(".jpg")]
+    gt.write_text("".join(f"{n}\n0\n0 0 0 0 0 0 0 0 0 0\n" for n in names))
+    with pytest.raises(InputDataError) as e:
+        validation_images(root, 0, card)
+    assert str(e.value).startswith(f"{gt}: the 14 validation images hold no face that {card.protocol.name} counts")
