@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,7 @@ from tqdm import tqdm
 from .card import QUANTIZED, ModelCard, QuantizeSpec
 from .convert import RECORD, ConvertedModel, check_record_types
 from .data.wider import WiderDataset, open_wider, read_image
-from .errors import CardError, GateFailure, InputDataError
+from .errors import CardError, EnvironmentProblem, GateFailure, InputDataError
 from .fileio import atomic_dir, check_replaceable, remove_owned_dir, sha256_file, write_json
 from .workspace import Checkpoint, Workspace
 
@@ -264,6 +265,19 @@ def float_layers(fully_quantized, final) -> tuple[list[str], int]:
 # The command
 
 
+def save_ir(model, xml: Path, target: Path) -> None:
+    """``xml`` and its .bin, without FP16 compression; EnvironmentProblem (exit 3) naming ``target`` when OpenVINO
+    cannot write them (a full disk: OpenVINO says only "basic_ios::clear: iostream error")."""
+    import openvino as ov
+
+    try:
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+    except RuntimeError as e:
+        free = shutil.disk_usage(xml.parent).free
+        raise EnvironmentProblem(f"{target}: OpenVINO could not write the INT8 IR ({' '.join(str(e).split())}; "
+                                 f"{free / 1e6:.1f} MB free on its disk)") from None
+
+
 def _fingerprint(source: ConvertedModel, card: ModelCard, size: int, calib: ImagePick, val: ImagePick,
                  max_drop: float, versions: tuple[str, str]) -> str:
     from .evaluation import dataset_identity
@@ -369,7 +383,7 @@ def quantize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, data
 
     with atomic_dir(target, kind="ir", checked=checked) as tmp:
         xml = tmp / f"{source.prefix}.xml"
-        ov.save_model(int8, str(xml), compress_to_fp16=False)
+        save_ir(int8, xml, target)
         saved = ov.Core().read_model(str(xml))
         ins = {i.get_any_name(): list(i.get_partial_shape().get_shape()) for i in saved.inputs}
         outs = {o.get_any_name(): list(o.get_partial_shape().get_shape()) for o in saved.outputs}

@@ -383,3 +383,26 @@ def test_validation_images_without_a_counted_face_are_an_input_error_before_any_
     with pytest.raises(InputDataError) as e:
         validation_images(root, 0, card)
     assert str(e.value).startswith(f"{gt}: the 14 validation images hold no face that {card.protocol.name} counts")
+
+
+def test_an_int8_ir_that_cannot_be_written_is_exit_3_naming_the_folder(tmp_path, monkeypatch):
+    """A full disk: OpenVINO's save_model raises 'basic_ios::clear: iostream error' (seen with a full tmpfs)."""
+    import openvino as ov
+
+    from ssh_toolkit.errors import EnvironmentProblem
+    from ssh_toolkit.quantize import save_ir
+
+    p = ov.opset13.parameter([1, 3], np.float32, name="x")
+    model = ov.Model([ov.opset13.relu(p)], [p])
+    save_ir(model, tmp_path / "ok.xml", tmp_path)
+    assert (tmp_path / "ok.bin").is_file()
+
+    def full(*args, **kwargs):
+        raise RuntimeError("basic_ios::clear:\n iostream error")
+
+    monkeypatch.setattr(ov, "save_model", full)
+    with pytest.raises(EnvironmentProblem) as e:
+        save_ir(model, tmp_path / "full.xml", tmp_path / "INT8")
+    assert e.value.exit_code == 3
+    assert str(e.value).startswith(f"{tmp_path / 'INT8'}: OpenVINO could not write the INT8 IR (basic_ios::clear: "
+                                   f"iostream error; ") and str(e.value).endswith(" MB free on its disk)")
