@@ -357,10 +357,15 @@ def quantize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, data
     say(f"quantize: NNCF {nncf_version}, {len(calib.images)} calibration images, {len(val.images)} validation "
         f"images, max drop {max_drop:g} mAP points")
     with tempfile.TemporaryDirectory(prefix="ssh-toolkit-int8-") as first:  # NNCF's fully quantized model
-        int8 = nncf.quantize_with_accuracy_control(
-            model, calibration, validation, validator, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
-            subset_size=len(calib.images),
-            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(intermediate_model_dir=first))
+        try:
+            int8 = nncf.quantize_with_accuracy_control(
+                model, calibration, validation, validator, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
+                subset_size=len(calib.images),
+                advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(intermediate_model_dir=first))
+        except RuntimeError as e:  # OpenVINO inside NNCF: e.g. the temporary folder's disk is full
+            free = shutil.disk_usage(first).free
+            raise EnvironmentProblem(f"quantize: NNCF failed ({' '.join(str(e).split())}); its temporary folder "
+                                     f"{first} has {free / 1e6:.1f} MB free") from None
         kept, n_int8 = float_layers(ov.Core().read_model(str(Path(first) / "intermediate_model.xml")), int8)
     # What NNCF returned, measured as evaluate will run it (pinned f32 hint) on the whole validation set.
     n_val = len(val.images)

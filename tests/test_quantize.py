@@ -406,3 +406,25 @@ def test_an_int8_ir_that_cannot_be_written_is_exit_3_naming_the_folder(tmp_path,
     assert e.value.exit_code == 3
     assert str(e.value).startswith(f"{tmp_path / 'INT8'}: OpenVINO could not write the INT8 IR (basic_ios::clear: "
                                    f"iostream error; ") and str(e.value).endswith(" MB free on its disk)")
+
+
+@pytest.mark.slow  # the shared quantized workspace
+def test_nncf_failing_on_a_full_temporary_disk_is_exit_3_and_keeps_the_int8_ir(int8_ws, card, monkeypatch):
+    """NNCF saves its fully quantized model into a temporary folder; on a full disk OpenVINO raises a bare
+    'basic_ios::clear: iostream error' (seen with TMPDIR on a full tmpfs)."""
+    import nncf
+
+    from ssh_toolkit.errors import EnvironmentProblem
+
+    ws, ck, q = int8_ws
+
+    def full(*args, **kwargs):
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", full)
+    with pytest.raises(EnvironmentProblem) as e:
+        quantize(card, ck, ws, ws.sample_data, input_size=SIZE, force=True, progress=False, say=lambda m: None)
+    assert e.value.exit_code == 3
+    assert str(e.value).startswith("quantize: NNCF failed (basic_ios::clear: iostream error); its temporary folder ")
+    assert QuantizedModel.load(q.directory) == q  # the INT8 IR of before is untouched
+    q.check_files()
