@@ -260,3 +260,27 @@ def test_a_scheduler_address_dask_cannot_use_is_one_line_exit_2_before_any_work(
     assert reason in r.output and "expected e.g. tcp://scheduler-host:8786" in r.output
     assert len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "nothing-here").exists()
+
+
+def test_a_scheduler_lost_mid_run_is_one_line_exit_3_saying_the_cache_is_kept():
+    """Seen with 'dask scheduler' killed during 'evaluate --scheduler': every pending future raises
+    FutureCancelledError (reason scheduler-connection-lost)."""
+    pytest.importorskip("distributed")
+    from distributed.client import FutureCancelledError
+
+    from ssh_toolkit.errors import EnvironmentProblem
+    from ssh_toolkit.executors.cluster import DaskExecutor
+    from ssh_toolkit.inference import ModelUnderTest
+
+    class Lost:
+        def result(self):
+            raise FutureCancelledError("ssh-toolkit-mxnet-b119d900-8", "scheduler-connection-lost",
+                                       "Client lost the connection to the scheduler.\\nPlease check your connection.")
+
+    ex = DaskExecutor("tcp://127.0.0.1:8799")
+    with pytest.raises(EnvironmentProblem) as e:
+        ex._result(Lost(), ModelUnderTest("mxnet", "FP32", "k", "mxnet", make_runner=None))
+    assert e.value.exit_code == 3
+    assert str(e.value).startswith("tcp://127.0.0.1:8799: the Dask cluster dropped mxnet's work (")
+    assert "\n" not in str(e.value) and str(e.value).endswith(
+        "what is cached is kept: run the same command again, on this cluster or with --executor local, to finish")

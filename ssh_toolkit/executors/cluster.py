@@ -109,6 +109,12 @@ class DaskExecutor(Executor):
         if self._client is None:
             from distributed import Client
 
+            # As for the local cluster's workers (silence_logs): a client whose scheduler went away logs its
+            # reconnection attempts as tracebacks; what goes wrong reaches the driver as the tasks' exceptions and
+            # is said in one line.
+            for name in ["distributed", *logging.root.manager.loggerDict]:
+                if name.split(".")[0] == "distributed":  # Dask sets the levels of some of them itself
+                    logging.getLogger(name).setLevel(logging.CRITICAL)
             if self.scheduler:
                 try:
                     self._client = Client(self.scheduler, timeout="30s")
@@ -192,11 +198,15 @@ class DaskExecutor(Executor):
             # Ctrl-C, or a task failed: nothing more of this model is wanted from the cluster; what is
             # stored stays in the cache.
             if inflight:
-                client.cancel(list(inflight))
+                try:
+                    client.cancel(list(inflight))
+                except Exception:  # noqa: BLE001 - the scheduler is gone: nothing is left to cancel there
+                    pass
             raise
 
-    @staticmethod
-    def _result(future, model: ModelUnderTest):
+    def _result(self, future, model: ModelUnderTest):
+        from concurrent.futures import CancelledError
+
         from distributed import KilledWorker
 
         try:
@@ -204,3 +214,8 @@ class DaskExecutor(Executor):
         except KilledWorker as e:
             raise BackendError(f"{model.name}: Dask workers died running the same task repeatedly ({e}); see the "
                                f"workers' logs") from None
+        except CancelledError as e:  # the scheduler went away (or cancelled the work) mid-run
+            where = self.scheduler or "the local Dask cluster"
+            raise EnvironmentProblem(f"{where}: the Dask cluster dropped {model.name}'s work "
+                                     f"({' '.join(str(e).split())}); what is cached is kept: run the same command "
+                                     f"again, on this cluster or with --executor local, to finish") from None
