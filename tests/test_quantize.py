@@ -428,3 +428,18 @@ def test_nncf_failing_on_a_full_temporary_disk_is_exit_3_and_keeps_the_int8_ir(i
     assert str(e.value).startswith("quantize: NNCF failed (basic_ios::clear: iostream error); its temporary folder ")
     assert QuantizedModel.load(q.directory) == q  # the INT8 IR of before is untouched
     q.check_files()
+
+
+def test_asking_for_ir_int8_without_an_int8_ir_names_the_quantize_command(tmp_path, card):
+    from ssh_toolkit.errors import UsageError
+    from ssh_toolkit.inference import model_set
+    from ssh_toolkit.workspace import Checkpoint
+
+    ck = Checkpoint(tmp_path, "sshb", 0, "toy", "0" * 64)
+    for f in (ck.params_path, ck.symbol_path):
+        f.write_bytes(b"stand-in bytes: only hashed here")
+    for name in ("ir-int8", "ir-int8@bf16"):
+        with pytest.raises(UsageError) as e:
+            model_set(card, ck, [], SIZE, [name])
+        assert str(e.value) == (f"--model {name}: not quantized at input size {SIZE}; run 'ssh-toolkit quantize "
+                                f"--weights toy --input-size {SIZE}' first")
