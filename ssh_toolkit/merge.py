@@ -247,6 +247,23 @@ def check_mergeable(runs: Sequence[ShardRun], card: ModelCard) -> None:
             seen[p] = r.folder
 
 
+def _quantized_irs(run: ShardRun, models: Sequence[str]) -> list:
+    """The INT8 IRs of ``run`` (from the IR records it keeps) that are among ``models``."""
+    from .card import QUANTIZED
+    from .quantize import QuantizedModel
+    from .run_record import ir_model_name
+
+    out = []
+    for d in run.meta.get("irs", []):
+        if isinstance(d, dict) and d.get("precision") == QUANTIZED and ir_model_name(QUANTIZED) in models:
+            try:
+                where = Path(d.get("source", {}).get("directory", ".")).parent / QUANTIZED  # beside its FP32 IR
+                out.append(QuantizedModel.from_json(d, where))
+            except (TypeError, KeyError, ValueError) as e:
+                raise InputDataError(f"{run.folder / RECORDS}: its INT8 IR record is not valid ({e})") from None
+    return out
+
+
 def _short(v: Any, limit: int = 120) -> str:
     text = json.dumps(v, sort_keys=True) if not isinstance(v, str) else v
     return text if len(text) <= limit else text[:limit] + "..."
@@ -379,6 +396,10 @@ def merge_runs(card: ModelCard, run_dirs: Sequence[str | Path], out: str | Path,
         import pandas as pd
 
         tables["image_warnings"] = pd.DataFrame([{"image": k, "warning": v} for k, v in image_warnings.items()])
+    if quantized := _quantized_irs(first, models):  # how the INT8 IR was made, as evaluate reports it
+        from .evaluation import _quantization_frame
+
+        tables["quantization"] = _quantization_frame(quantized, fs.dataset["root"])
     meta = {**{k: first.meta.get(k) for k in _SAME_META}, "irs": first.meta["irs"], "shards": shards}
     with atomic_dir(out, kind="run", checked=checked) as tmp:
         summary.save(tmp)

@@ -74,21 +74,27 @@ class QuantizedModel(ConvertedModel):
         return self
 
     @classmethod
+    def from_json(cls, d: dict, directory: str | Path) -> "QuantizedModel":
+        """The record ``d`` (conversion.json, or a run's copy of it) of the INT8 IR in ``directory``; TypeError,
+        KeyError or ValueError naming what is wrong with it."""
+        d = dict(d) if isinstance(d, dict) else d
+        check_record_types(cls, d)
+        for key, inner in (("calibration", {"root": str, "n_images": int}), ("validation", {"n_images": int})):
+            for k, kind in inner.items():
+                if not isinstance(d.get(key, {}).get(k), kind) or isinstance(d[key][k], bool):
+                    raise TypeError(f"key '{key}.{k}': expected {'a string' if kind is str else 'an integer'}, "
+                                    f"got {d.get(key, {}).get(k)!r}")
+        d["command"] = tuple(d["command"])
+        d["float_layers"] = tuple(d.get("float_layers", ()))
+        d["tried"] = tuple(d.get("tried", ()))
+        return cls(directory=Path(directory), **d)
+
+    @classmethod
     def load(cls, directory: str | Path) -> "QuantizedModel":
         directory = Path(directory)
         rec = directory / RECORD
         try:
-            d = json.loads(rec.read_text())
-            check_record_types(cls, d)
-            for key, inner in (("calibration", {"root": str, "n_images": int}), ("validation", {"n_images": int})):
-                for k, kind in inner.items():
-                    if not isinstance(d.get(key, {}).get(k), kind) or isinstance(d[key][k], bool):
-                        raise TypeError(f"key '{key}.{k}': expected {'a string' if kind is str else 'an integer'}, "
-                                        f"got {d.get(key, {}).get(k)!r}")
-            d["command"] = tuple(d["command"])
-            d["float_layers"] = tuple(d.get("float_layers", ()))
-            d["tried"] = tuple(d.get("tried", ()))
-            return cls(directory=directory, **d)
+            return cls.from_json(json.loads(rec.read_text()), directory)
         except FileNotFoundError:
             raise InputDataError(f"{rec}: no quantization record; run 'ssh-toolkit quantize' first") from None
         except (ValueError, TypeError, KeyError) as e:

@@ -368,6 +368,13 @@ def test_merge_says_int8_parity_is_reported_not_gated_as_evaluate_does(int8_ws, 
     assert r.exit_code == 0, r.output
     assert "parity[ir-int8]: reported, not gated (max |diff| " in r.output
     assert "parity[ir-fp32]: PASS; box match rate" in r.output
+    # The merged run reports how the INT8 IR was made (and the same-folder note) as one run over the union does.
+    evaluate(card, ck, load_irs(card, ck, ws, SIZE), ws.sample_data, ws, input_size=SIZE, run_dir=tmp_path / "whole",
+             progress=False, exec_precisions=("f32",))
+    for name in ("quantization.csv", "quantization.json"):
+        assert (tmp_path / "merged" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    assert f"| ir-int8 | {ws.sample_data} | 14 | yes |" in (tmp_path / "merged" / "report.md").read_text()
+    assert SAME_FOLDER_NOTE in (tmp_path / "merged" / "report.md").read_text()
 
 
 def test_validation_images_without_a_counted_face_are_an_input_error_before_any_work(sample_root, tmp_path, card):
