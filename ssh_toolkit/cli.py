@@ -389,7 +389,11 @@ def compare(
             from .quantize import QuantizedModel
 
             # The INT8 IR when there is one: its differences are shown (reported, not judged).
-            irs.append(QuantizedModel.load(ws.ir_dir(ck.kind, size, QUANTIZED)).check_source(ws))
+            q = QuantizedModel.load(ws.ir_dir(ck.kind, size, QUANTIZED))
+            if stale := q.stale(ws):
+                typer.echo(f"warning: {stale}", err=True)
+            else:
+                irs.append(q)
         irs += native
         out_dir = report_dir or default_run_dir("compare")
         checked = check_replaceable(out_dir, "compare")  # before the work, not after

@@ -14,6 +14,7 @@ Phases:
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -314,6 +315,10 @@ def load_irs(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, size
 
             directory = workspace.ir_dir(checkpoint.kind, size, QUANTIZED)
             if (directory / "conversion.json").is_file():
-                irs.append(QuantizedModel.load(directory).check_source(workspace))
+                q = QuantizedModel.load(directory)
+                if stale := q.stale(workspace):
+                    print(f"warning: {stale}", file=sys.stderr)
+                else:
+                    irs.append(q)
     return irs
 

@@ -63,15 +63,15 @@ class QuantizedModel(ConvertedModel):
     def convert_command(self) -> str:
         return (f"ssh-toolkit quantize --force --weights {self.checkpoint_kind} --input-size {self.input_size}")
 
-    def check_source(self, workspace: Workspace) -> "QuantizedModel":
-        """Itself, or InputDataError when the FP32 IR beside it is no longer the one it was quantized from (the FP32
-        IR was converted again since, e.g. from another checkpoint): a stale INT8 IR is never evaluated."""
+    def stale(self, workspace: Workspace) -> str:
+        """Why this INT8 IR is stale ("" when it is not): the FP32 IR beside it is no longer the one it was quantized
+        from (converted again since, e.g. from another checkpoint). A stale INT8 IR is left out of evaluations."""
         fp32_dir = workspace.ir_dir(self.checkpoint_kind, self.input_size, "FP32")
         if (fp32_dir / RECORD).is_file() and ConvertedModel.load(fp32_dir).sha256 != self.source.get("sha256"):
-            raise InputDataError(f"{self.directory}: quantized from another FP32 IR than the one in {fp32_dir} "
-                                 f"(converted again since); run 'ssh-toolkit quantize --weights {self.checkpoint_kind} "
-                                 f"--input-size {self.input_size}'")
-        return self
+            return (f"{self.directory}: quantized from another FP32 IR than the one in {fp32_dir} (converted again "
+                    f"since); ir-int8 left out: run 'ssh-toolkit quantize --weights {self.checkpoint_kind} "
+                    f"--input-size {self.input_size}'")
+        return ""
 
     @classmethod
     def from_json(cls, d: dict, directory: str | Path) -> "QuantizedModel":
