@@ -396,7 +396,11 @@ def compare(
             from .quantize import QuantizedModel
 
             # The INT8 IR when there is one: its differences are shown (reported, not judged).
-            irs.append(QuantizedModel.load(ws.ir_dir(ck.kind, size, QUANTIZED)))
+            q = QuantizedModel.load(ws.ir_dir(ck.kind, size, QUANTIZED))
+            if stale := q.stale(ws):
+                typer.echo(f"warning: {stale}", err=True)
+            else:
+                irs.append(q)
         irs += native
         out_dir = report_dir or default_run_dir("compare")
         checked = check_replaceable(out_dir, "compare")  # before the work, not after
@@ -545,8 +549,6 @@ def _say_left_out(card, ck, irs, size: int) -> None:
 
 
 def _print_evaluation(ev) -> None:
-    from .card import REPORTED_ONLY
-
     s = ev.summary
     typer.echo(s.note)
     if ev.image_warnings:
@@ -559,12 +561,20 @@ def _print_evaluation(ev) -> None:
         figures = ", ".join(f"{k} {v:.4f}" for k, v in aps.items())
         typer.echo(f"official WIDER AP[{name}]: {figures} (separate metric, not comparable with map)")
     for p in ev.parity:
-        verdict = "PASS" if p else "FAIL " + "; ".join(f"{d.name}: {d.reason}" for d in p.diffs if not d.passed)
-        if p and p.diffs and all(d.tolerance == REPORTED_ONLY for d in p.diffs):  # INT8: shown, not judged
-            verdict = f"reported, not gated (max |diff| {max(d.max_abs for d in p.diffs):.3e})"
-        typer.echo(f"parity[{p.test}]: {verdict}; box match rate {s.box_match[p.test].box_match_rate:.4f}")
+        typer.echo(f"parity[{p.test}]: {_parity_verdict(p)}; box match rate "
+                   f"{s.box_match[p.test].box_match_rate:.4f}")
     typer.echo(f"summary: {(ev.run_dir / 'summary.json').resolve()}")
     typer.echo(f"report: {(ev.run_dir / 'report.md').resolve()}")
+
+
+def _parity_verdict(p) -> str:
+    """PASS, FAIL with the reasons, or (INT8) reported, not gated: one model's parity line (evaluate, run, merge)."""
+    from .card import REPORTED_ONLY
+
+    verdict = "PASS" if p else "FAIL " + "; ".join(f"{d.name}: {d.reason}" for d in p.diffs if not d.passed)
+    if p and p.diffs and all(d.tolerance == REPORTED_ONLY for d in p.diffs):  # INT8: shown, not judged
+        verdict = f"reported, not gated (max |diff| {max(d.max_abs for d in p.diffs):.3e})"
+    return verdict
 
 
 def _print_gate(result) -> None:
@@ -717,8 +727,8 @@ def merge(
         for name, value in s.map.items():
             typer.echo(f"map[{name}] = {value:.4f} %")
         for p in ev.parity:
-            verdict = "PASS" if p else "FAIL " + "; ".join(f"{d.name}: {d.reason}" for d in p.diffs if not d.passed)
-            typer.echo(f"parity[{p.test}]: {verdict}; box match rate {s.box_match[p.test].box_match_rate:.4f}")
+            typer.echo(f"parity[{p.test}]: {_parity_verdict(p)}; box match rate "
+                       f"{s.box_match[p.test].box_match_rate:.4f}")
         typer.echo(f"summary: {(ev.run_dir / 'summary.json').resolve()}")
         typer.echo(f"report: {(ev.run_dir / 'report.md').resolve()}")
         _raise_for_parity(ev)

@@ -90,12 +90,47 @@ class ConvertedModel:
         rec = directory / RECORD
         try:
             d = json.loads(rec.read_text())
+            check_record_types(cls, d)
             d["command"] = tuple(d["command"])
             return cls(directory=directory, **d)
         except FileNotFoundError:
             raise InputDataError(f"{rec}: no conversion record; run 'ssh-toolkit convert' first") from None
         except (ValueError, TypeError, KeyError) as e:
             raise InputDataError(f"{rec}: corrupt conversion record ({e})") from None
+
+
+def check_record_types(cls, d: object) -> None:
+    """TypeError naming the key when the record ``d`` (conversion.json) is not an object or one of its keys has
+    another JSON type than the field of ``cls`` it fills (an edited record is refused, not trusted)."""
+    import typing
+    from dataclasses import fields
+
+    if not isinstance(d, dict):
+        raise TypeError(f"expected a JSON object, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    checks = {str: (lambda v: isinstance(v, str), "a string"),
+              int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+              float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+              bool: (lambda v: isinstance(v, bool), "true or false"),
+              dict: (lambda v: isinstance(v, dict), "a JSON object"),
+              tuple: (lambda v: isinstance(v, list), "a list")}
+    for f in fields(cls):
+        if f.name not in d:
+            continue
+        hint = hints[f.name]
+        kind = typing.get_origin(hint) or hint
+        if kind not in checks:
+            continue
+        ok, what = checks[kind]
+        value = d[f.name]
+        if not ok(value):
+            raise TypeError(f"key '{f.name}': expected {what}, got {value!r}")
+        if kind is tuple and (args := typing.get_args(hint)) and args[0] in checks:
+            ok, what = checks[args[0]]
+            if not all(ok(v) for v in value):
+                raise TypeError(f"key '{f.name}': expected a list of {what.split(' ', 1)[1]}s, got {value!r}")
+    if not all(isinstance(v, str) for v in d.get("sha256", {}).values()):
+        raise TypeError(f"key 'sha256': expected strings, got {d['sha256']!r}")
 
 
 def mo_version(mo_env: str | Path | None = None) -> str:

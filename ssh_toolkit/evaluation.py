@@ -14,6 +14,7 @@ Phases:
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -142,7 +143,8 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
     if checked is None:
         checked = check_replaceable(run_dir, "run")  # before hours of inference, not after
     ds = open_wider(data_root)
-    base_selection = ds.select(subset=subset).selection if subset is not None else ds.selection
+    base = ds.select(subset=subset) if subset is not None else ds
+    base_selection = base.selection
     ds = ds.select(limit=limit, shard=shard, subset=subset)
     position_of = dict(zip(ds.identifiers, shard_positions(len(ds.images), shard)))  # before --shard (merge.py)
     present, missing = ds.check_images(skip_missing=skip_missing)
@@ -224,7 +226,7 @@ def evaluate(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMod
                      evaluation_markdown(summary, tables))
         k, n = shard or (1, 1)
         write_records(tmp, meta={"models": {m.name: m.key for m in selected}, "base_selection": base_selection,
-                                 "shards": [k], "n_shards": n, "limit": limit, "checkpoint": checkpoint.to_json(),
+                                 "base_identity": dataset_identity(base), "shards": [k], "n_shards": n, "limit": limit, "checkpoint": checkpoint.to_json(),
                                  "irs": [ir.to_json() for ir in irs if ir.model_name in by_name]},
                       ids=ds.identifiers, positions=[position_of[i] for i in ds.identifiers], image_keys=keys,
                       gt=[im.boxes for im in ds.images], skipped=[(im.identifier, position_of[im.identifier])
@@ -328,6 +330,10 @@ def load_irs(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, size
 
             directory = workspace.ir_dir(checkpoint.kind, size, QUANTIZED)
             if (directory / "conversion.json").is_file():
-                irs.append(QuantizedModel.load(directory))
+                q = QuantizedModel.load(directory)
+                if stale := q.stale(workspace):
+                    print(f"warning: {stale}", file=sys.stderr)
+                else:
+                    irs.append(q)
     return irs
 

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from tqdm import tqdm
 
 from .cache import CACHE_VERSION, RawCache
-from .card import EXEC_SUFFIXES, ModelCard
+from .card import EXEC_SUFFIXES, QUANTIZED, ModelCard
 from .convert import ConvertedModel
 from .data.images import scan_file
 from .errors import UsageError
@@ -141,6 +141,9 @@ def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
             # What each IR model name needs: the IR's precision and the --exec-precision that runs it so.
             needs = {ir_model_name(p, e, r): (p, e or PINNED, r) for r in ROUTES for p in card.precisions
                      for e in (None, *EXEC_SUFFIXES)}
+            if card.quantize is not None:  # the INT8 IR of 'ssh-toolkit quantize'
+                needs.update({ir_model_name(QUANTIZED, e): (QUANTIZED, e or PINNED, "mo")
+                              for e in (None, *EXEC_SUFFIXES)})
             converted = {(ir.precision, ir.route) for ir in irs}
             name = unknown[0]
             if name in needs and needs[name][::2] in converted:
@@ -148,6 +151,9 @@ def model_set(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
                 here = ", ".join(v.model_name(p, route) for v in variants)
                 raise UsageError(f"--model {name}: not run under --exec-precision {', '.join(exec_precisions)}, "
                                  f"where this IR is {here}; add --exec-precision {exec_precision} to evaluate {name}")
+            if name in needs and needs[name][0] == QUANTIZED:
+                raise UsageError(f"--model {name}: not quantized at input size {input_size}; run 'ssh-toolkit "
+                                 f"quantize --weights {checkpoint.kind} --input-size {input_size}' first")
             if name in needs:
                 route = "" if needs[name][2] == "mo" else f" --route {needs[name][2]}"
                 raise UsageError(f"--model {name}: not converted at input size {input_size}; run 'ssh-toolkit "

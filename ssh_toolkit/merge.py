@@ -17,6 +17,8 @@ what differs.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -107,21 +109,91 @@ def load_shard(folder: Path) -> ShardRun:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, KeyError, EOFError, TypeError) as e:
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as e:
         raise InputDataError(f"{path}: not a valid per-image record ({type(e).__name__})") from None
+    if not isinstance(meta, dict):
+        raise InputDataError(f"{path}: not a valid per-image record (its metadata is not a JSON object)")
     if meta.get("format") != RECORDS_FORMAT:
         raise InputDataError(f"{path}: record format {meta.get('format')!r}, this ssh-toolkit reads {RECORDS_FORMAT}")
+    problem = _record_problem(meta, arrays, summary)
+    if problem:
+        raise InputDataError(f"{path}: not a valid per-image record ({problem})")
     return ShardRun(Path(folder), summary, meta, arrays)
+
+
+def _record_problem(meta: dict, arrays: Mapping[str, np.ndarray], summary) -> str:
+    """What makes a loaded record unusable by :func:`merge_runs` (a key missing, of the wrong type, or arrays
+    whose lengths disagree), or ""."""
+    from .run_record import REFERENCE_MODEL
+
+    kinds = {"models": dict, "base_selection": str, "shards": list, "n_shards": int, "checkpoint": dict,
+             "irs": list, "parity_problems": dict}
+    for k, kind in kinds.items():
+        if not isinstance(meta.get(k), kind) or isinstance(meta.get(k), bool):
+            return f"metadata key {k!r} missing or not a {kind.__name__}"
+    if not all(isinstance(k, int) and not isinstance(k, bool) for k in meta["shards"]):
+        return "metadata key 'shards' is not a list of integers"
+
+    def arr(key: str, dims: int, kind: str, length: int | None = None, width: int | None = None) -> np.ndarray:
+        a = arrays.get(key)
+        if a is None:
+            raise _Bad(f"array {key!r} missing")
+        if a.ndim != dims or a.dtype.kind not in kind:
+            raise _Bad(f"array {key!r} has shape {a.shape} and type {a.dtype}")
+        if (length is not None and len(a) != length) or (width is not None and a.shape[1] != width):
+            raise _Bad(f"array {key!r} has shape {a.shape}, expected ({length}{', ' + str(width) if width else ''})")
+        return a
+
+    try:
+        n = len(arr("ids", 1, "U"))
+        arr("positions", 1, "i", n)
+        arr("image_sha256", 1, "U", n)
+        gt = arr("gt_counts", 1, "i", n)
+        if (gt < 0).any():
+            raise _Bad("array 'gt_counts' holds a negative count")
+        arr("gt_boxes", 2, "f", int(gt.sum()), 4)
+        arr("skipped_positions", 1, "i", len(arr("skipped_ids", 1, "U")))
+        for m in summary.map:
+            counts = arr(f"det{_SEP}{m}{_SEP}counts", 1, "i", n)
+            if (counts < 0).any():
+                raise _Bad(f"array 'det{_SEP}{m}{_SEP}counts' holds a negative count")
+            arr(f"det{_SEP}{m}{_SEP}boxes", 2, "f", int(counts.sum()), 4)
+            arr(f"det{_SEP}{m}{_SEP}scores", 1, "f", int(counts.sum()))
+            arr(f"seconds{_SEP}{m}", 1, "f", n)
+        if REFERENCE_MODEL in summary.map:
+            for ir in (m for m in summary.map if m != REFERENCE_MODEL):
+                arr(f"parity{_SEP}{ir}{_SEP}n_images", 0, "i")
+                outputs = summary.parity.get(ir, {})
+                if not outputs:
+                    raise _Bad(f"no parity of {ir} in summary.json")
+                for o in outputs:
+                    base = f"parity{_SEP}{ir}{_SEP}{o}{_SEP}"
+                    k = len(arr(base + "positions", 1, "i"))
+                    arr(base + "n", 1, "i", k)
+                    arr(base + "sums", 2, "f", k, len(DiffAccumulator.SUMS))
+                    arr(base + "extremes", 1, "f", len(DiffAccumulator.EXTREMES))
+                    arr(base + "hist", 1, "i", len(DiffAccumulator(o, 0.0).hist))
+                    arr(base + "shape", 1, "i")
+    except _Bad as e:
+        return str(e)
+    return ""
+
+
+class _Bad(Exception):
+    pass
 
 
 # ------------------------------------------------------------------------------------------------ checks
 # What must be equal in every run to merge them: summary fields, dataset fields and record metadata.
 _SAME_SUMMARY = ("model", "card_sha256", "input_size", "protocol", "protocol_params", "weights", "checkpoint_kind",
                  "precisions", "versions", "runtime", "reference_map")
-_SAME_DATASET = ("root", "split")
+_SAME_DATASET = ("split",)  # and the root path, for records without the selection's identity (base_identity)
 # (Not the IRs' conversion records: they name each machine's paths and durations; the models' cache keys hash
 # the IR files themselves.)
-_SAME_META = ("models", "base_selection", "n_shards", "limit", "checkpoint")
+# The selection before --shard is identified by its image identifiers and ground truth (base_identity), not by
+# the dataset's path: shards may read copies of the dataset at other paths (a node's local disk), and one path may
+# hold another version of the annotations by the time the next shard runs.
+_SAME_META = ("models", "base_selection", "base_identity", "n_shards", "limit", "checkpoint")
 
 
 def check_mergeable(runs: Sequence[ShardRun], card: ModelCard) -> None:
@@ -137,7 +209,9 @@ def check_mergeable(runs: Sequence[ShardRun], card: ModelCard) -> None:
                         }.get(key, key)
                 raise UsageError(f"{r.folder}: not mergeable with {first.folder}: {what} differs ({_short(b)} vs "
                                  f"{_short(a)})")
-        for key in _SAME_DATASET:
+        same_dataset = _SAME_DATASET if first.meta.get("base_identity") and r.meta.get("base_identity") else (
+            "root", *_SAME_DATASET)
+        for key in same_dataset:
             a, b = first.summary.dataset.get(key), r.summary.dataset.get(key)
             if a != b:
                 raise UsageError(f"{r.folder}: not mergeable with {first.folder}: dataset {key} differs ({b} vs {a})")
@@ -145,6 +219,8 @@ def check_mergeable(runs: Sequence[ShardRun], card: ModelCard) -> None:
             a, b = first.meta.get(key), r.meta.get(key)
             if a != b:
                 what = {"base_selection": "selection before --shard", "n_shards": "shard count N",
+                        "base_identity": "dataset (the image identifiers or ground truth of the selection before "
+                                         "--shard)",
                         "models": "models (weights, IR files or runtime configuration)"}.get(key, key)
                 raise UsageError(f"{r.folder}: not mergeable with {first.folder}: {what} differs ({_short(b)} vs "
                                  f"{_short(a)})")
@@ -169,6 +245,23 @@ def check_mergeable(runs: Sequence[ShardRun], card: ModelCard) -> None:
             if p in seen:
                 raise UsageError(f"{r.folder}: overlaps {seen[p]}: both hold image position {p}")
             seen[p] = r.folder
+
+
+def _quantized_irs(run: ShardRun, models: Sequence[str]) -> list:
+    """The INT8 IRs of ``run`` (from the IR records it keeps) that are among ``models``."""
+    from .card import QUANTIZED
+    from .quantize import QuantizedModel
+    from .run_record import ir_model_name
+
+    out = []
+    for d in run.meta.get("irs", []):
+        if isinstance(d, dict) and d.get("precision") == QUANTIZED and ir_model_name(QUANTIZED) in models:
+            try:
+                where = Path(d.get("source", {}).get("directory", ".")).parent / QUANTIZED  # beside its FP32 IR
+                out.append(QuantizedModel.from_json(d, where))
+            except (TypeError, KeyError, ValueError) as e:
+                raise InputDataError(f"{run.folder / RECORDS}: its INT8 IR record is not valid ({e})") from None
+    return out
 
 
 def _short(v: Any, limit: int = 120) -> str:
@@ -198,6 +291,8 @@ def merge_runs(card: ModelCard, run_dirs: Sequence[str | Path], out: str | Path,
     if dup:
         raise UsageError(f"{dup[0]}: given twice")
     out = Path(out)
+    if out.resolve() in {d.resolve() for d in dirs}:
+        raise UsageError(f"{out}: is one of the run folders being merged; give --out another folder")
     if checked is None:
         checked = check_replaceable(out, "run")
     runs = [load_shard(d) for d in dirs]
@@ -301,7 +396,11 @@ def merge_runs(card: ModelCard, run_dirs: Sequence[str | Path], out: str | Path,
         import pandas as pd
 
         tables["image_warnings"] = pd.DataFrame([{"image": k, "warning": v} for k, v in image_warnings.items()])
-    meta = {**{k: first.meta[k] for k in _SAME_META}, "irs": first.meta["irs"], "shards": shards}
+    if quantized := _quantized_irs(first, models):  # how the INT8 IR was made, as evaluate reports it
+        from .evaluation import _quantization_frame
+
+        tables["quantization"] = _quantization_frame(quantized, fs.dataset["root"])
+    meta = {**{k: first.meta.get(k) for k in _SAME_META}, "irs": first.meta["irs"], "shards": shards}
     with atomic_dir(out, kind="run", checked=checked) as tmp:
         summary.save(tmp)
         write_report(tmp, tables, {"created": summary.created, "model": fs.model, "card": str(card.path),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -29,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .card import QUANTIZED, ModelCard, QuantizeSpec
-from .convert import RECORD, ConvertedModel
+from .convert import RECORD, ConvertedModel, check_record_types
 from .data.wider import WiderDataset, open_wider, read_image
 from .errors import CardError, EnvironmentProblem, GateFailure, InputDataError
 from .fileio import atomic_dir, check_replaceable, remove_owned_dir, sha256_file, write_json
@@ -63,16 +64,38 @@ class QuantizedModel(ConvertedModel):
     def convert_command(self) -> str:
         return (f"ssh-toolkit quantize --force --weights {self.checkpoint_kind} --input-size {self.input_size}")
 
+    def stale(self, workspace: Workspace) -> str:
+        """Why this INT8 IR is stale ("" when it is not): the FP32 IR beside it is no longer the one it was quantized
+        from (converted again since, e.g. from another checkpoint). A stale INT8 IR is left out of evaluations."""
+        fp32_dir = workspace.ir_dir(self.checkpoint_kind, self.input_size, "FP32")
+        if (fp32_dir / RECORD).is_file() and ConvertedModel.load(fp32_dir).sha256 != self.source.get("sha256"):
+            return (f"{self.directory}: quantized from another FP32 IR than the one in {fp32_dir} (converted again "
+                    f"since); ir-int8 left out: run 'ssh-toolkit quantize --weights {self.checkpoint_kind} "
+                    f"--input-size {self.input_size}'")
+        return ""
+
+    @classmethod
+    def from_json(cls, d: dict, directory: str | Path) -> "QuantizedModel":
+        """The record ``d`` (conversion.json, or a run's copy of it) of the INT8 IR in ``directory``; TypeError,
+        KeyError or ValueError naming what is wrong with it."""
+        d = dict(d) if isinstance(d, dict) else d
+        check_record_types(cls, d)
+        for key, inner in (("calibration", {"root": str, "n_images": int}), ("validation", {"n_images": int})):
+            for k, kind in inner.items():
+                if not isinstance(d.get(key, {}).get(k), kind) or isinstance(d[key][k], bool):
+                    raise TypeError(f"key '{key}.{k}': expected {'a string' if kind is str else 'an integer'}, "
+                                    f"got {d.get(key, {}).get(k)!r}")
+        d["command"] = tuple(d["command"])
+        d["float_layers"] = tuple(d.get("float_layers", ()))
+        d["tried"] = tuple(d.get("tried", ()))
+        return cls(directory=Path(directory), **d)
+
     @classmethod
     def load(cls, directory: str | Path) -> "QuantizedModel":
         directory = Path(directory)
         rec = directory / RECORD
         try:
-            d = json.loads(rec.read_text())
-            d["command"] = tuple(d["command"])
-            d["float_layers"] = tuple(d.get("float_layers", ()))
-            d["tried"] = tuple(d.get("tried", ()))
-            return cls(directory=directory, **d)
+            return cls.from_json(json.loads(rec.read_text()), directory)
         except FileNotFoundError:
             raise InputDataError(f"{rec}: no quantization record; run 'ssh-toolkit quantize' first") from None
         except (ValueError, TypeError, KeyError) as e:
@@ -143,10 +166,25 @@ def calibration_images(root: str | Path, asked: int | None, default: int, seed: 
     return ImagePick(ds, chosen, _hash([ds.image_path(im) for im in chosen]))
 
 
-def validation_images(root: str | Path, subset_size: int) -> ImagePick:
-    """The first ``subset_size`` images of the evaluation data (0: all); every one must exist (as in evaluate)."""
+def validation_images(root: str | Path, subset_size: int, card: ModelCard | None = None) -> ImagePick:
+    """The first ``subset_size`` images of the evaluation data (0: all); every one must exist (as in evaluate).
+
+    With ``card``: InputDataError (exit 2) when they hold no face the card's protocol counts (no ground truth, or
+    only faces it ignores): their mAP would be 0 for any model, so no drop could be measured."""
     ds = open_wider(root).select(limit=subset_size or None)
     present, _ = ds.check_images()
+    if card is not None:
+        from .metric.average_precision import MapAccumulator
+        from .model.detections import Detections
+
+        acc = MapAccumulator(card.protocol)
+        for im in present:
+            acc.update(im.identifier, Detections.empty(), im.boxes)
+        if acc.compute().n_pos == 0:
+            raise InputDataError(f"{ds.annotation_file}: the {len(present)} validation images hold no face that "
+                                 f"{card.protocol.name} counts (none annotated, or all outside its size range), so "
+                                 f"no mAP drop can be measured; use more images (--subset-size) or other data "
+                                 f"(--data-root)")
     return ImagePick(ds, present, _hash([ds.image_path(im) for im in present]))
 
 
@@ -234,6 +272,19 @@ def float_layers(fully_quantized, final) -> tuple[list[str], int]:
 # The command
 
 
+def save_ir(model, xml: Path, target: Path) -> None:
+    """``xml`` and its .bin, without FP16 compression; EnvironmentProblem (exit 3) naming ``target`` when OpenVINO
+    cannot write them (a full disk: OpenVINO says only "basic_ios::clear: iostream error")."""
+    import openvino as ov
+
+    try:
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+    except RuntimeError as e:
+        free = shutil.disk_usage(xml.parent).free
+        raise EnvironmentProblem(f"{target}: OpenVINO could not write the INT8 IR ({' '.join(str(e).split())}; "
+                                 f"{free / 1e6:.1f} MB free on its disk)") from None
+
+
 def _fingerprint(source: ConvertedModel, card: ModelCard, size: int, calib: ImagePick, val: ImagePick,
                  max_drop: float, versions: tuple[str, str]) -> str:
     from .evaluation import dataset_identity
@@ -290,7 +341,7 @@ def quantize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, data
     calibration_root = Path(calibration_root) if calibration_root is not None else Path(data_root)
     same_folder = calibration_root.resolve() == Path(data_root).resolve()
     calib = calibration_images(calibration_root, calibration_count, spec.calibration_images, seed)
-    val = validation_images(data_root, subset_size)
+    val = validation_images(data_root, subset_size, card)
     nncf_version, ov_version = _versions()
     fingerprint = _fingerprint(source, card, size, calib, val, max_drop, (nncf_version, ov_version))
     target = workspace.ir_dir(checkpoint.kind, size, QUANTIZED)
@@ -313,10 +364,15 @@ def quantize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, data
     say(f"quantize: NNCF {nncf_version}, {len(calib.images)} calibration images, {len(val.images)} validation "
         f"images, max drop {max_drop:g} mAP points")
     with tempfile.TemporaryDirectory(prefix="ssh-toolkit-int8-") as first:  # NNCF's fully quantized model
-        int8 = nncf.quantize_with_accuracy_control(
-            model, calibration, validation, validator, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
-            subset_size=len(calib.images),
-            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(intermediate_model_dir=first))
+        try:
+            int8 = nncf.quantize_with_accuracy_control(
+                model, calibration, validation, validator, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
+                subset_size=len(calib.images),
+                advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(intermediate_model_dir=first))
+        except RuntimeError as e:  # OpenVINO inside NNCF: e.g. the temporary folder's disk is full
+            free = shutil.disk_usage(first).free
+            raise EnvironmentProblem(f"quantize: NNCF failed ({' '.join(str(e).split())}); its temporary folder "
+                                     f"{first} has {free / 1e6:.1f} MB free") from None
         kept, n_int8 = float_layers(ov.Core().read_model(str(Path(first) / "intermediate_model.xml")), int8)
     # What NNCF returned, measured as evaluate will run it (pinned f32 hint) on the whole validation set.
     n_val = len(val.images)
@@ -339,7 +395,7 @@ def quantize(card: ModelCard, checkpoint: Checkpoint, workspace: Workspace, data
 
     with atomic_dir(target, kind="ir", checked=checked) as tmp:
         xml = tmp / f"{source.prefix}.xml"
-        ov.save_model(int8, str(xml), compress_to_fp16=False)
+        save_ir(int8, xml, target)
         saved = ov.Core().read_model(str(xml))
         ins = {i.get_any_name(): list(i.get_partial_shape().get_shape()) for i in saved.inputs}
         outs = {o.get_any_name(): list(o.get_partial_shape().get_shape()) for o in saved.outputs}

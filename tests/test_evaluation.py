@@ -114,7 +114,10 @@ def test_missing_images_stop_before_inference_unless_skipped(card, ws_copy, samp
 
 def test_unknown_model_is_a_usage_error(card, ws_copy, sample_root, tmp_path):
     ws, ck = ws_copy
-    with pytest.raises(UsageError, match="--model ir-int8 is not available; available: mxnet, ir-fp32, ir-fp16"):
+    with pytest.raises(UsageError, match="--model ir-fp64 is not available; available: mxnet, ir-fp32, ir-fp16"):
+        _eval(card, ws, ck, sample_root, tmp_path / "run", models=["ir-fp64"])
+    # A model the card knows, whose IR is missing, names the command that makes it.
+    with pytest.raises(UsageError, match="--model ir-int8: not quantized at input size .*; run 'ssh-toolkit quantize "):
         _eval(card, ws, ck, sample_root, tmp_path / "run", models=["ir-int8"])
 
 

@@ -181,6 +181,12 @@ def test_merge_of_three_shards_equals_the_unsharded_run(toy, local_run, tmp_path
     for k in (1, 2, 3):
         shards.append(tmp_path / f"shard{k}")
         _evaluate(toy, shards[-1], shard=(k, 3))
+    # Each shard names the whole selection it was cut from by its identifiers and ground truth (not its path).
+    from ssh_toolkit.merge import load_shard
+
+    whole = json.loads((local_run / "summary.json").read_text())["dataset"]
+    assert load_shard(shards[1]).meta["base_identity"] == {k: whole[k] for k in ("identifiers_sha256",
+                                                                                  "annotations_sha256")}
     merged = tmp_path / "merged" / local_run.name  # the run id is in the report
     r = cli("merge", *shards, "--out", merged)
     assert r.exit_code == 0, r.output
@@ -241,3 +247,40 @@ def test_ctrl_c_on_the_dask_executor_keeps_what_is_cached_and_the_same_command_r
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "map[mxnet] = " in r.stdout and f"(40 images, {40 - kept} inferred)" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("address, reason", [("foo", "missing port number in address 'foo'"),
+                                             ("tcp://host", "missing port number"),
+                                             ("http://host:8786", "unknown address scheme 'http'")])
+def test_a_scheduler_address_dask_cannot_use_is_one_line_exit_2_before_any_work(tmp_path, address, reason):
+    pytest.importorskip("distributed")
+    r = cli("evaluate", "-w", tmp_path / "nothing-here", "--executor", "dask", "--scheduler", address)
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith(f"ssh-toolkit: error: --scheduler {address}: not a Dask scheduler address (")
+    assert reason in r.output and "expected e.g. tcp://scheduler-host:8786" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "nothing-here").exists()
+
+
+def test_a_scheduler_lost_mid_run_is_one_line_exit_3_saying_the_cache_is_kept():
+    """Seen with 'dask scheduler' killed during 'evaluate --scheduler': every pending future raises
+    FutureCancelledError (reason scheduler-connection-lost)."""
+    pytest.importorskip("distributed")
+    from distributed.client import FutureCancelledError
+
+    from ssh_toolkit.errors import EnvironmentProblem
+    from ssh_toolkit.executors.cluster import DaskExecutor
+    from ssh_toolkit.inference import ModelUnderTest
+
+    class Lost:
+        def result(self):
+            raise FutureCancelledError("ssh-toolkit-mxnet-b119d900-8", "scheduler-connection-lost",
+                                       "Client lost the connection to the scheduler.\\nPlease check your connection.")
+
+    ex = DaskExecutor("tcp://127.0.0.1:8799")
+    with pytest.raises(EnvironmentProblem) as e:
+        ex._result(Lost(), ModelUnderTest("mxnet", "FP32", "k", "mxnet", make_runner=None))
+    assert e.value.exit_code == 3
+    assert str(e.value).startswith("tcp://127.0.0.1:8799: the Dask cluster dropped mxnet's work (")
+    assert "\n" not in str(e.value) and str(e.value).endswith(
+        "what is cached is kept: run the same command again, on this cluster or with --executor local, to finish")

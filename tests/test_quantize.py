@@ -313,3 +313,162 @@ def replace_reused(q):
     import dataclasses
 
     return dataclasses.replace(q, reused=False)
+
+
+# ------------------------------------------------------------------------------------------------ fast: records
+def _record() -> dict:
+    """A valid INT8 conversion.json (values made up; the types are what the readers rely on)."""
+    return {"prefix": "sshb", "precision": "INT8", "input_size": SIZE, "checkpoint_kind": "toy", "weights": "standin",
+            "command": ["ssh-toolkit", "quantize"], "mo_version": "2023.3.0", "seconds": 5.5,
+            "inputs": {"data": [1, 3, SIZE, SIZE]}, "outputs": {"o:0": [1, 2, 5, 5]},
+            "sha256": {"xml": "a" * 64, "bin": "b" * 64}, "fingerprint": "f" * 64, "source": {"sha256": {}},
+            "calibration": {"root": "/data", "n_images": 14}, "validation": {"root": "/data", "n_images": 14},
+            "max_drop": 1, "map_fp32": 66.7, "map_int8": 67.9, "achieved_drop": -1.2, "float_layers": ["a", "b"],
+            "n_int8_layers": 10, "tried": [60.1, 67.9]}
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"calibration": 5}, "key 'calibration': expected a JSON object, got 5"),
+    ({"calibration": {"n_images": 14}}, "key 'calibration.root': expected a string, got None"),
+    ({"validation": {"n_images": "14"}}, "key 'validation.n_images': expected an integer, got '14'"),
+    ({"max_drop": "x"}, "key 'max_drop': expected a number, got 'x'"),
+    ({"float_layers": [1, 2]}, "key 'float_layers': expected a list of strings, got [1, 2]"),
+    ({"tried": ["x"]}, "key 'tried': expected a list of numbers"),
+    ({"sha256": 5}, "key 'sha256': expected a JSON object, got 5"),
+    ({"sha256": {"xml": 1}}, "key 'sha256': expected strings"),
+    ({"input_size": True}, "key 'input_size': expected an integer, got True"),
+])
+def test_an_edited_int8_record_is_refused_naming_the_key(tmp_path, edit, message):
+    import json
+
+    (tmp_path / "conversion.json").write_text(json.dumps(_record()))
+    assert QuantizedModel.load(tmp_path).float_layers == ("a", "b")
+    (tmp_path / "conversion.json").write_text(json.dumps({**_record(), **edit}))
+    with pytest.raises(InputDataError, match="corrupt quantization record") as e:
+        QuantizedModel.load(tmp_path)
+    assert message in str(e.value)
+    with pytest.raises(InputDataError, match="corrupt conversion record"):  # the same check for every IR record
+        (tmp_path / "conversion.json").write_text(json.dumps([]))
+        ConvertedModel.load(tmp_path)
+
+
+def test_an_int8_ir_of_an_fp32_ir_converted_again_since_is_left_out_with_a_warning(tmp_path, card, capsys):
+    """convert redoes the FP32 IR when the checkpoint changed; the INT8 IR quantized from the old one is stale."""
+    import json
+
+    from ssh_toolkit.evaluation import load_irs
+    from ssh_toolkit.workspace import Checkpoint
+
+    ws = Workspace(tmp_path)
+    int8, fp32 = ws.ir_dir("toy", SIZE, "INT8"), ws.ir_dir("toy", SIZE, "FP32")
+    fp32_record = {k: v for k, v in _record().items() if k in ConvertedModel.__dataclass_fields__}
+    for d, rec in ((int8, {**_record(), "source": {"sha256": {"xml": "c" * 64, "bin": "d" * 64}}}),
+                   (fp32, {**fp32_record, "precision": "FP32", "sha256": {"xml": "c" * 64, "bin": "d" * 64}})):
+        d.mkdir(parents=True)
+        (d / "conversion.json").write_text(json.dumps(rec))
+    ck = Checkpoint(ws.checkpoint_dir("toy"), "sshb", 0, "toy", "0" * 64)
+    assert [ir.model_name for ir in load_irs(card, ck, ws, SIZE)] == ["ir-fp32", "ir-int8"]
+    (fp32 / "conversion.json").write_text(json.dumps({**fp32_record, "precision": "FP32",
+                                                      "sha256": {"xml": "e" * 64, "bin": "f" * 64}}))
+    capsys.readouterr()
+    assert [ir.model_name for ir in load_irs(card, ck, ws, SIZE)] == ["ir-fp32"]
+    assert capsys.readouterr().err == (f"warning: {int8}: quantized from another FP32 IR than the one in {fp32} "
+                                       f"(converted again since); ir-int8 left out: run 'ssh-toolkit quantize "
+                                       f"--weights toy --input-size {SIZE}'\n")
+
+
+@pytest.mark.slow
+def test_merge_says_int8_parity_is_reported_not_gated_as_evaluate_does(int8_ws, card, tmp_path, monkeypatch):
+    from ssh_toolkit.evaluation import evaluate, load_irs
+
+    ws, ck, _ = int8_ws
+    monkeypatch.chdir(tmp_path)
+    for k in (1, 2):
+        evaluate(card, ck, load_irs(card, ck, ws, SIZE), ws.sample_data, ws, input_size=SIZE, shard=(k, 2),
+                 run_dir=tmp_path / f"s{k}", progress=False, exec_precisions=("f32",))
+    r = cli("merge", tmp_path / "s1", tmp_path / "s2", "--out", tmp_path / "merged")
+    assert r.exit_code == 0, r.output
+    assert "parity[ir-int8]: reported, not gated (max |diff| " in r.output
+    assert "parity[ir-fp32]: PASS; box match rate" in r.output
+    # The merged run reports how the INT8 IR was made (and the same-folder note) as one run over the union does.
+    evaluate(card, ck, load_irs(card, ck, ws, SIZE), ws.sample_data, ws, input_size=SIZE, run_dir=tmp_path / "whole",
+             progress=False, exec_precisions=("f32",))
+    for name in ("quantization.csv", "quantization.json"):
+        assert (tmp_path / "merged" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    assert f"| ir-int8 | {ws.sample_data} | 14 | yes |" in (tmp_path / "merged" / "report.md").read_text()
+    assert SAME_FOLDER_NOTE in (tmp_path / "merged" / "report.md").read_text()
+
+
+def test_validation_images_without_a_counted_face_are_an_input_error_before_any_work(sample_root, tmp_path, card):
+    """Without a face the protocol counts, every model scores 0 % and the drop limit would hold vacuously."""
+    from ssh_toolkit.quantize import validation_images
+
+    assert len(validation_images(sample_root, 3, card).images) == 3
+    root = tmp_path / "no-faces"
+    shutil.copytree(sample_root, root)
+    gt = root / "wider_face_split" / "wider_face_val_bbx_gt.txt"
+    names = [line for line in gt.read_text().splitlines() if line.endswith(".jpg")]
+    gt.write_text("".join(f"{n}\n0\n0 0 0 0 0 0 0 0 0 0\n" for n in names))
+    with pytest.raises(InputDataError) as e:
+        validation_images(root, 0, card)
+    assert str(e.value).startswith(f"{gt}: the 14 validation images hold no face that {card.protocol.name} counts")
+
+
+def test_an_int8_ir_that_cannot_be_written_is_exit_3_naming_the_folder(tmp_path, monkeypatch):
+    """A full disk: OpenVINO's save_model raises 'basic_ios::clear: iostream error' (seen with a full tmpfs)."""
+    import openvino as ov
+
+    from ssh_toolkit.errors import EnvironmentProblem
+    from ssh_toolkit.quantize import save_ir
+
+    p = ov.opset13.parameter([1, 3], np.float32, name="x")
+    model = ov.Model([ov.opset13.relu(p)], [p])
+    save_ir(model, tmp_path / "ok.xml", tmp_path)
+    assert (tmp_path / "ok.bin").is_file()
+
+    def full(*args, **kwargs):
+        raise RuntimeError("basic_ios::clear:\n iostream error")
+
+    monkeypatch.setattr(ov, "save_model", full)
+    with pytest.raises(EnvironmentProblem) as e:
+        save_ir(model, tmp_path / "full.xml", tmp_path / "INT8")
+    assert e.value.exit_code == 3
+    assert str(e.value).startswith(f"{tmp_path / 'INT8'}: OpenVINO could not write the INT8 IR (basic_ios::clear: "
+                                   f"iostream error; ") and str(e.value).endswith(" MB free on its disk)")
+
+
+@pytest.mark.slow  # the shared quantized workspace
+def test_nncf_failing_on_a_full_temporary_disk_is_exit_3_and_keeps_the_int8_ir(int8_ws, card, monkeypatch):
+    """NNCF saves its fully quantized model into a temporary folder; on a full disk OpenVINO raises a bare
+    'basic_ios::clear: iostream error' (seen with TMPDIR on a full tmpfs)."""
+    import nncf
+
+    from ssh_toolkit.errors import EnvironmentProblem
+
+    ws, ck, q = int8_ws
+
+    def full(*args, **kwargs):
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", full)
+    with pytest.raises(EnvironmentProblem) as e:
+        quantize(card, ck, ws, ws.sample_data, input_size=SIZE, force=True, progress=False, say=lambda m: None)
+    assert e.value.exit_code == 3
+    assert str(e.value).startswith("quantize: NNCF failed (basic_ios::clear: iostream error); its temporary folder ")
+    assert QuantizedModel.load(q.directory) == q  # the INT8 IR of before is untouched
+    q.check_files()
+
+
+def test_asking_for_ir_int8_without_an_int8_ir_names_the_quantize_command(tmp_path, card):
+    from ssh_toolkit.errors import UsageError
+    from ssh_toolkit.inference import model_set
+    from ssh_toolkit.workspace import Checkpoint
+
+    ck = Checkpoint(tmp_path, "sshb", 0, "toy", "0" * 64)
+    for f in (ck.params_path, ck.symbol_path):
+        f.write_bytes(b"stand-in bytes: only hashed here")
+    for name in ("ir-int8", "ir-int8@bf16"):
+        with pytest.raises(UsageError) as e:
+            model_set(card, ck, [], SIZE, [name])
+        assert str(e.value) == (f"--model {name}: not quantized at input size {SIZE}; run 'ssh-toolkit quantize "
+                                f"--weights toy --input-size {SIZE}' first")

@@ -49,6 +49,22 @@ def require_distributed():
     return distributed
 
 
+def check_address(address: str) -> None:
+    """UsageError (exit 2), before any work, when ``address`` is not a Dask scheduler address Dask can connect to
+    (``foo``, ``tcp://host`` without a port, ``http://...``)."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+
+    try:
+        scheme, _ = parse_address(address)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            get_address_host_port(address)  # ValueError without a port
+        elif scheme not in ("inproc", "ucx"):
+            raise ValueError(f"unknown address scheme {scheme!r}")
+    except ValueError as e:
+        raise UsageError(f"--scheduler {address}: not a Dask scheduler address ({' '.join(str(e).split())}); "
+                         f"expected e.g. tcp://scheduler-host:8786") from None
+
+
 def local_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -74,6 +90,8 @@ class DaskExecutor(Executor):
     def __init__(self, scheduler: str | None = None, *, n_workers: int | None = None,
                  images_per_task: int = IMAGES_PER_TASK, window: int | None = None) -> None:
         require_distributed()
+        if scheduler is not None:
+            check_address(scheduler)
         if images_per_task < 1:
             raise UsageError(f"images per task must be at least 1, got {images_per_task}")
         self.scheduler = scheduler
@@ -91,9 +109,17 @@ class DaskExecutor(Executor):
         if self._client is None:
             from distributed import Client
 
+            # As for the local cluster's workers (silence_logs): a client whose scheduler went away logs its
+            # reconnection attempts as tracebacks; what goes wrong reaches the driver as the tasks' exceptions and
+            # is said in one line.
+            for name in ["distributed", *logging.root.manager.loggerDict]:
+                if name.split(".")[0] == "distributed":  # Dask sets the levels of some of them itself
+                    logging.getLogger(name).setLevel(logging.CRITICAL)
             if self.scheduler:
                 try:
                     self._client = Client(self.scheduler, timeout="30s")
+                except ValueError as e:  # an address Dask cannot use (checked up front for the usual schemes)
+                    raise UsageError(f"--scheduler {self.scheduler}: {' '.join(str(e).split())}") from None
                 except (OSError, TimeoutError) as e:
                     raise EnvironmentProblem(f"{self.scheduler}: cannot reach the Dask scheduler: "
                                              f"{' '.join(str(e).split()) or type(e).__name__}") from None
@@ -172,11 +198,15 @@ class DaskExecutor(Executor):
             # Ctrl-C, or a task failed: nothing more of this model is wanted from the cluster; what is
             # stored stays in the cache.
             if inflight:
-                client.cancel(list(inflight))
+                try:
+                    client.cancel(list(inflight))
+                except Exception:  # noqa: BLE001 - the scheduler is gone: nothing is left to cancel there
+                    pass
             raise
 
-    @staticmethod
-    def _result(future, model: ModelUnderTest):
+    def _result(self, future, model: ModelUnderTest):
+        from concurrent.futures import CancelledError
+
         from distributed import KilledWorker
 
         try:
@@ -184,3 +214,8 @@ class DaskExecutor(Executor):
         except KilledWorker as e:
             raise BackendError(f"{model.name}: Dask workers died running the same task repeatedly ({e}); see the "
                                f"workers' logs") from None
+        except CancelledError as e:  # the scheduler went away (or cancelled the work) mid-run
+            where = self.scheduler or "the local Dask cluster"
+            raise EnvironmentProblem(f"{where}: the Dask cluster dropped {model.name}'s work "
+                                     f"({' '.join(str(e).split())}); what is cached is kept: run the same command "
+                                     f"again, on this cluster or with --executor local, to finish") from None
