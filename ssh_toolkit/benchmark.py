@@ -70,9 +70,13 @@ def benchmark(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
     from .report.markdown import markdown_table, run_metadata, standin_banner, write_report
 
     size = card.resolve_input_size(input_size)
+    if run_dir is not None:  # before any work; a folder of its own kind, never an evaluate run's
+        checked = check_replaceable(run_dir, "benchmark")
     selected = model_set(card, checkpoint, irs, size, models, jobs=jobs, exec_precisions=exec_precisions)
-    run_dir = Path(run_dir) if run_dir else default_run_dir(f"benchmark-{checkpoint.kind}-{size}")
-    checked = check_replaceable(run_dir, "run")
+    if run_dir is None:
+        run_dir = default_run_dir(f"benchmark-{checkpoint.kind}-{size}")
+        checked = check_replaceable(run_dir, "benchmark")
+    run_dir = Path(run_dir)
     ds = open_wider(data_root).select(limit=limit)
     ds.check_images()
     images = scan_images([ds.image_path(im) for im in ds.images], progress=progress)
@@ -106,7 +110,7 @@ def benchmark(card: ModelCard, checkpoint: Checkpoint, irs: Sequence[ConvertedMo
         f"request time; speed-up over {BASE}.", "",
         format_table(table, markdown=True, markdown_table=markdown_table), "",
     ])
-    with atomic_dir(run_dir, kind="run", checked=checked) as tmp:
+    with atomic_dir(run_dir, kind="benchmark", checked=checked) as tmp:
         write_report(tmp, {"benchmark": table}, meta, md)
     return Benchmark(run_dir, table, md)
 

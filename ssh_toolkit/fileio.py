@@ -21,7 +21,7 @@ _MARKER_FORMAT = 2  # 2: records the folder's ``kind``; format 1 did not
 # What a folder the toolkit writes is for; a folder is only ever replaced by one of the same kind.
 FOLDER_KINDS = {"run": "run folder (evaluate)", "compare": "parity report folder (compare)", "ir": "IR folder",
                 "checkpoint": "checkpoint folder", "dataset": "dataset folder",
-                "localize": "localize report folder (localize)"}
+                "localize": "localize report folder (localize)", "benchmark": "benchmark folder (benchmark)"}
 # Format-1 markers named no kind: the files they list say it (the first match wins); anything else is refused.
 _LEGACY_KIND_BY_FILE = (("checkpoint", "checkpoint.json"), ("ir", "conversion.json"), ("run", "summary.json"),
                         ("compare", "parity.csv"), ("dataset", "wider_face_split/"))

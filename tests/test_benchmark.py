@@ -19,3 +19,21 @@ def test_format_table_rounds_and_marks_missing_figures():
     text = format_table(table)
     assert "57.0727" in text and "+0.5065" in text and "4.01x" in text and "21.000" in text
     assert text.splitlines()[2].split()[5] == "-"  # the drop that could not be measured
+
+
+def test_benchmark_refuses_a_report_dir_holding_an_evaluate_run_before_any_work(tmp_path, card):
+    """Both were kind 'run': benchmark --report-dir <an evaluate run> replaced summary.json, detections.npz, ..."""
+    import pytest
+
+    from ssh_toolkit.benchmark import benchmark
+    from ssh_toolkit.errors import UsageError
+    from ssh_toolkit.fileio import atomic_dir
+    from ssh_toolkit.workspace import Checkpoint, Workspace
+
+    run = tmp_path / "run"
+    with atomic_dir(run, kind="run") as tmp:
+        (tmp / "summary.json").write_text("{}")
+    ck = Checkpoint(tmp_path / "ck", "sshb", 0, "toy", "0" * 64)
+    with pytest.raises(UsageError, match="is a run folder \\(evaluate\\) written by ssh-toolkit, not a benchmark"):
+        benchmark(card, ck, [], tmp_path / "no-data", Workspace(tmp_path / "ws"), input_size=160, run_dir=run)
+    assert (run / "summary.json").read_text() == "{}"
