@@ -311,9 +311,7 @@ def quantize(
         card = _card(pipeline)
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
-        root = data_root or ws.sample_data
-        if data_root is None and not root.exists():
-            raise UsageError(f"{root}: no dataset; pass --data-root or run 'ssh-toolkit make-sample'")
+        root = _data_root(ws, data_root)
         q = do_quantize(card, ck, ws, root, input_size=input_size, calibration_root=calibration_root,
                         calibration_count=calibration_images, max_drop=max_drop, subset_size=subset_size,
                         seed=seed, force=force, say=lambda m: typer.echo(m, err=True))
@@ -452,6 +450,25 @@ def make_sample_cmd(
         typer.echo(f"sample dataset: {root.resolve()}")
 
 
+def _data_root(ws: Workspace, data_root: Optional[Path]) -> Path:
+    """``--data-root``, or the generated sample in the workspace, which must exist."""
+    if data_root is not None:
+        return data_root
+    if not ws.sample_data.exists():
+        raise UsageError(f"{ws.sample_data}: no dataset; pass --data-root or run 'ssh-toolkit make-sample'")
+    return ws.sample_data
+
+
+def _available_irs(card, ck: Checkpoint, ws: Workspace, size: int, model: Optional[list[str]]):
+    """The IRs converted for this checkpoint and size; without --model, one line names those left out."""
+    from .evaluation import load_irs
+
+    irs = load_irs(card, ck, ws, size)
+    if not model:
+        _say_left_out(card, ck, irs, size)
+    return irs
+
+
 def _shard(text: Optional[str]) -> Optional[tuple[int, int]]:
     if text is None:
         return None
@@ -502,7 +519,6 @@ def evaluate(
     parity verdict fails (the run folder is written and kept; 'ssh-toolkit gate' shows the verdicts).
     """
     from .evaluation import evaluate as do_evaluate
-    from .evaluation import load_irs
 
     with errors_to_exit():
         if dataset != "wider":
@@ -512,12 +528,8 @@ def evaluate(
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
         size = card.resolve_input_size(input_size)
-        root = data_root or ws.sample_data
-        if data_root is None and not root.exists():
-            raise UsageError(f"{root}: no dataset; pass --data-root or run 'ssh-toolkit make-sample'")
-        irs = load_irs(card, ck, ws, size)
-        if not model:
-            _say_left_out(card, ck, irs, size)
+        root = _data_root(ws, data_root)
+        irs = _available_irs(card, ck, ws, size, model)
         with ex:
             ev = do_evaluate(card, ck, irs, root, ws, models=model, input_size=size,
                              limit=limit, shard=_shard(shard), subset=subset, skip_missing=skip_missing,
@@ -821,19 +833,14 @@ def benchmark(
     afresh through evaluate's runners. Writes benchmark.csv/.json and report.md into a run folder."""
     from .benchmark import benchmark as do_benchmark
     from .benchmark import format_table
-    from .evaluation import load_irs
 
     with errors_to_exit():
         card = _card(pipeline)
         ws = _workspace(workspace)
         ck = _checkpoint(ws, weights)
         size = card.resolve_input_size(input_size)
-        root = data_root or ws.sample_data
-        if data_root is None and not root.exists():
-            raise UsageError(f"{root}: no dataset; pass --data-root or run 'ssh-toolkit make-sample'")
-        irs = load_irs(card, ck, ws, size)
-        if not model:
-            _say_left_out(card, ck, irs, size)
+        root = _data_root(ws, data_root)
+        irs = _available_irs(card, ck, ws, size, model)
         b = do_benchmark(card, ck, irs, root, ws, input_size=size, limit=limit, models=model,
                          exec_precisions=exec_precision or ("f32", "default"), run_dir=report_dir, jobs=jobs,
                          say=lambda m: typer.echo(m, err=True))
