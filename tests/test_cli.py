@@ -833,3 +833,17 @@ def test_gate_prints_the_localize_hint_of_a_failed_parity_rule_after_its_verdict
     assert lines[-2].startswith("gate FAIL: 1 of ")
     assert lines[-1] == ("hint: to find the first layer where ir-fp16 parts from mxnet, run: ssh-toolkit localize "
                          "--model ir-fp16 --weights toy --input-size 640 --data-root /data/wider-sample --index 0")
+
+
+@pytest.mark.slow  # synthesizes the toy checkpoint
+def test_commands_on_the_workspace_sample_say_when_it_is_missing(tmp_path, card):
+    from ssh_toolkit.standins.toy import synthesize_toy
+    from ssh_toolkit.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    synthesize_toy(card, ws.checkpoint_dir("toy"))
+    for command in ("evaluate", "benchmark", "quantize"):
+        r = runner.invoke(app, [command, "-w", str(ws.root), "--weights", "toy"])
+        assert r.exit_code == 2, (command, r.output)
+        assert r.output.strip().splitlines()[-1] == (
+            f"ssh-toolkit: error: {ws.sample_data}: no dataset; pass --data-root or run 'ssh-toolkit make-sample'")
